@@ -1,0 +1,27 @@
+# The two commands the README documents:
+#   make run   - set everything up and run the main job
+#   make test  - set everything up and run lint, type checks and the whole test suite
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+OUT ?= out
+
+.PHONY: install run test lint typecheck unit
+
+install:
+	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
+
+run: install
+	wbray data validate example
+	wbray aggregate example --data-dir example --xlsx $(OUT)/example.xlsx --md $(OUT)/example.md --csv $(OUT)/example.csv
+
+lint:
+	$(PYTHON) -m ruff check wbray tests
+	$(PYTHON) -m ruff format --check wbray tests
+
+typecheck:
+	$(PYTHON) -m mypy
+
+unit:
+	$(PYTHON) -m pytest
+
+test: install lint typecheck unit

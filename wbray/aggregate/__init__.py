@@ -1,0 +1,30 @@
+"""Aggregation: upstream-exact leaderboard numbers, interop with upstream files, and reports.
+
+Pure pandas; no Ray import.
+"""
+
+from wbray.aggregate._compute import LEADERBOARD_SCALE, Leaderboard, aggregate
+from wbray.aggregate._interop import (
+    read_score_inputs,
+    read_upstream_responses,
+    read_upstream_scores,
+    write_upstream_responses,
+    write_upstream_scores,
+)
+from wbray.aggregate._report import rich_table, to_markdown, write_csv, write_markdown, write_xlsx
+
+__all__ = [
+    "LEADERBOARD_SCALE",
+    "Leaderboard",
+    "aggregate",
+    "read_score_inputs",
+    "read_upstream_responses",
+    "read_upstream_scores",
+    "rich_table",
+    "to_markdown",
+    "write_csv",
+    "write_markdown",
+    "write_upstream_responses",
+    "write_upstream_scores",
+    "write_xlsx",
+]

@@ -1,0 +1,304 @@
+"""Read and write upstream WritingBench result files, so results move both ways with identical numbers.
+
+Upstream formats (one file per model, model name = file stem):
+- scores:    ``{"index": i, "scores": {"<criterion name>": [{"score": s, "reason": r}, ...]}}``
+- responses: ``{"index": i, "response": text}``
+
+Upstream's scripts cannot represent a failed call, so wbray writes failures to a sidecar directory
+(``DIR/failures/<model>.scores.jsonl``, ``.responses.jsonl``) that upstream never globs, and reads
+them back, so that nothing is dropped on a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from wbray.errors import DataError, Defect, WbrayError
+from wbray.records import EVAL_COLUMNS
+
+SCORES_DIR = "scores"
+RESPONSES_DIR = "responses"
+FAILURES_DIR = "failures"
+
+
+def _jsonl_objects(path: Path, defects: list[Defect]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each line; problems go to ``defects``, nothing is skipped silently."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        defects.append(Defect(str(path), 0, "", f"cannot read file ({exc.strerror})"))
+        return
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            defects.append(Defect(str(path), lineno, "", f"not valid UTF-8 (byte {exc.start})"))
+            continue
+        if not text.strip():
+            defects.append(Defect(str(path), lineno, "", "blank line"))
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            defects.append(Defect(str(path), lineno, "", f"malformed JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        if not isinstance(obj, dict):
+            defects.append(Defect(str(path), lineno, "", f"expected a JSON object, got {type(obj).__name__}"))
+            continue
+        yield lineno, obj
+
+
+def _valid_score(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
+        return None
+    return float(value) if 1 <= value <= 10 else None
+
+
+def read_upstream_scores(path: str | Path, model: str | None = None) -> pd.DataFrame:
+    """Read one upstream score file into an evaluations table (status "ok" rows).
+
+    Also reads the failure sidecar wbray writes next to an exported ``scores/`` directory.
+
+    Raises:
+        DataError: every malformed line or entry, with file:line and field.
+    """
+    path = Path(path)
+    model = model or path.name.removesuffix(".jsonl")
+    defects: list[Defect] = []
+    rows: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for lineno, obj in _jsonl_objects(path, defects):
+        index = obj.get("index")
+        if isinstance(index, bool) or not isinstance(index, int):
+            defects.append(Defect(str(path), lineno, "index", f"must be an integer, got {index!r}"))
+            continue
+        if index in seen:
+            defects.append(Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})"))
+            continue
+        seen[index] = lineno
+        scores = obj.get("scores")
+        if not isinstance(scores, dict):
+            defects.append(Defect(str(path), lineno, "scores", "must be an object of criterion -> list"))
+            continue
+        for name, evaluations in scores.items():
+            if not isinstance(evaluations, list) or not evaluations:
+                defects.append(Defect(str(path), lineno, f"scores.{name}", "must be a non-empty list"))
+                continue
+            for repeat, ev in enumerate(evaluations):
+                where = f"scores.{name}[{repeat}]"
+                if not isinstance(ev, dict):
+                    defects.append(Defect(str(path), lineno, where, "must be an object with score and reason"))
+                    continue
+                score = _valid_score(ev.get("score"))
+                if score is None:
+                    defects.append(
+                        Defect(str(path), lineno, f"{where}.score", f"must be an integer 1-10, got {ev.get('score')!r}")
+                    )
+                    continue
+                reason = ev.get("reason", "")
+                rows.append(
+                    {
+                        "model": model,
+                        "index": index,
+                        "criterion": name,
+                        "repeat": repeat,
+                        "score": score,
+                        "reason": reason if isinstance(reason, str) else json.dumps(reason, ensure_ascii=False),
+                        "status": "ok",
+                        "error": None,
+                    }
+                )
+    if path.parent.name == SCORES_DIR:  # an export directory: its failures sit in the sidecar
+        rows += _read_failures(path.parent.parent / FAILURES_DIR / f"{model}.scores.jsonl", model, defects)
+    if defects:
+        raise DataError(defects)
+    return pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
+
+
+def _read_failures(path: Path, model: str, defects: list[Defect]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for lineno, obj in _jsonl_objects(path, defects):
+        missing = [k for k in ("index", "criterion", "error") if k not in obj]
+        if missing:
+            defects.append(Defect(str(path), lineno, missing[0], "missing key"))
+            continue
+        rows.append(
+            {
+                "model": model,
+                "index": obj["index"],
+                "criterion": obj["criterion"],
+                "repeat": obj.get("repeat", 0),
+                "score": None,
+                "reason": obj.get("raw"),
+                "status": "failed",
+                "error": str(obj["error"]),
+            }
+        )
+    return rows
+
+
+def read_score_inputs(inputs: Iterable[str | Path]) -> pd.DataFrame:
+    """Read score files and directories into one evaluations table.
+
+    Each input is an upstream score file (model = file stem), a directory of them (upstream's
+    ``score_dir``), or an export directory holding ``scores/`` (and ``failures/``).
+
+    Raises:
+        WbrayError: an input does not exist, holds no score file, or two inputs name the same model.
+        DataError: defects in any file (all files are read first, so every defect is reported).
+    """
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            base = p / SCORES_DIR if (p / SCORES_DIR).is_dir() else p
+            found = sorted(base.glob("*.jsonl"))
+            if not found:
+                raise WbrayError(f"{p}: no score files (*.jsonl) found in {base}")
+            files += found
+        else:
+            raise WbrayError(f"{p}: no such file or directory")
+    frames: list[pd.DataFrame] = []
+    defects: list[Defect] = []
+    owners: dict[str, Path] = {}
+    for f in files:
+        model = f.name.removesuffix(".jsonl")
+        if model in owners:
+            raise WbrayError(f"model {model!r} appears twice: {owners[model]} and {f}; rename one file")
+        owners[model] = f
+        try:
+            frames.append(read_upstream_scores(f, model))
+        except DataError as exc:
+            defects += exc.defects
+    if defects:
+        raise DataError(defects)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(EVAL_COLUMNS))
+
+
+def _atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+    os.replace(tmp, path)
+
+
+def _as_score(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def write_upstream_scores(evaluations: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Write ``out_dir/scores/<model>.jsonl`` (upstream format) and failures to the sidecar.
+
+    Returns:
+        The score files written.
+    """
+    out = Path(out_dir)
+    written: list[Path] = []
+    for model, group in evaluations.groupby("model", sort=False):
+        ok = group[group["status"] == "ok"].sort_values(["index", "repeat"], kind="stable")
+        lines = []
+        for index, qrows in ok.groupby("index", sort=True):
+            scores: dict[str, list[dict[str, Any]]] = {}
+            for row in qrows.itertuples(index=False):
+                scores.setdefault(str(row.criterion), []).append(
+                    {"score": _as_score(float(row.score)), "reason": row.reason if isinstance(row.reason, str) else ""}
+                )
+            lines.append(json.dumps({"index": int(str(index)), "scores": scores}, ensure_ascii=False))
+        target = out / SCORES_DIR / f"{model}.jsonl"
+        _atomic_write_lines(target, lines)
+        written.append(target)
+        failed = group[group["status"] != "ok"]
+        fail_path = out / FAILURES_DIR / f"{model}.scores.jsonl"
+        if len(failed):
+            _atomic_write_lines(
+                fail_path,
+                (
+                    json.dumps(
+                        {
+                            "index": int(r.index),
+                            "criterion": str(r.criterion),
+                            "repeat": int(r.repeat),
+                            "error": str(r.error),
+                            "raw": r.reason if isinstance(r.reason, str) else None,
+                        },
+                        ensure_ascii=False,
+                    )
+                    for r in failed.itertuples(index=False)
+                ),
+            )
+        elif fail_path.exists():
+            fail_path.unlink()
+    return written
+
+
+def read_upstream_responses(path: str | Path) -> pd.DataFrame:
+    """Read an upstream response file: columns ``model, index, response, status, error``."""
+    path = Path(path)
+    model = path.name.removesuffix(".jsonl")
+    defects: list[Defect] = []
+    rows: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for lineno, obj in _jsonl_objects(path, defects):
+        index, response = obj.get("index"), obj.get("response")
+        if isinstance(index, bool) or not isinstance(index, int):
+            defects.append(Defect(str(path), lineno, "index", f"must be an integer, got {index!r}"))
+            continue
+        if not isinstance(response, str):
+            defects.append(Defect(str(path), lineno, "response", f"must be a string, got {type(response).__name__}"))
+            continue
+        if index in seen:
+            defects.append(Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})"))
+            continue
+        seen[index] = lineno
+        rows.append({"model": model, "index": index, "response": response, "status": "ok", "error": None})
+    fail_path = path.parent.parent / FAILURES_DIR / f"{model}.responses.jsonl"
+    if path.parent.name == RESPONSES_DIR and fail_path.is_file():
+        for lineno, obj in _jsonl_objects(fail_path, defects):
+            if "index" not in obj or "error" not in obj:
+                defects.append(Defect(str(fail_path), lineno, "", "needs index and error"))
+                continue
+            rows.append(
+                {"model": model, "index": obj["index"], "response": None, "status": "failed", "error": str(obj["error"])}
+            )
+    if defects:
+        raise DataError(defects)
+    return pd.DataFrame(rows, columns=["model", "index", "response", "status", "error"])
+
+
+def write_upstream_responses(responses: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Write ``out_dir/responses/<model>.jsonl`` (upstream format); failed generations go to the sidecar."""
+    out = Path(out_dir)
+    written: list[Path] = []
+    for model, group in responses.groupby("model", sort=False):
+        ok = group[group["status"] == "ok"].sort_values("index", kind="stable")
+        target = out / RESPONSES_DIR / f"{model}.jsonl"
+        _atomic_write_lines(
+            target,
+            (
+                json.dumps({"index": int(r.index), "response": str(r.response)}, ensure_ascii=False)
+                for r in ok.itertuples(index=False)
+            ),
+        )
+        written.append(target)
+        failed = group[group["status"] != "ok"]
+        if len(failed):
+            _atomic_write_lines(
+                out / FAILURES_DIR / f"{model}.responses.jsonl",
+                (json.dumps({"index": int(r.index), "error": str(r.error)}) for r in failed.itertuples(index=False)),
+            )
+    return written

@@ -1,0 +1,120 @@
+"""Leaderboard outputs: Excel (upstream's sheet first), Markdown, CSV and a rich terminal table."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from wbray.aggregate._compute import LEADERBOARD_SCALE, Leaderboard
+from wbray.records import DOMAIN1_ORDER, REQUIREMENTS
+
+#: Sheet names of the workbook; the first is byte-for-byte upstream's table.
+SHEET_OFFICIAL = "Leaderboard"
+SHEET_SCALED = f"Leaderboard x{LEADERBOARD_SCALE}"
+SHEET_LANGUAGES = "Languages"
+SHEET_FAILURES = "Failures"
+SHEET_PER_QUERY = "Per query"
+
+
+def _atomic(path: str | Path) -> tuple[Path, Path]:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target, target.with_name(f".{target.name}.tmp")
+
+
+def write_xlsx(board: Leaderboard, path: str | Path) -> Path:
+    """Write the workbook: upstream's table (1-10) first, then x10, languages, failures, per query."""
+    target, tmp = _atomic(path)
+    with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+        board.official.to_excel(writer, sheet_name=SHEET_OFFICIAL, index=False)
+        board.scaled().to_excel(writer, sheet_name=SHEET_SCALED, index=False)
+        board.languages.to_excel(writer, sheet_name=SHEET_LANGUAGES, index=False)
+        board.failures.to_excel(writer, sheet_name=SHEET_FAILURES, index=False)
+        board.per_query.to_excel(writer, sheet_name=SHEET_PER_QUERY, index=False)
+    os.replace(tmp, target)
+    return target
+
+
+def write_csv(board: Leaderboard, path: str | Path) -> Path:
+    """Write upstream's table (1-10 scale, same columns as the first Excel sheet) as CSV."""
+    target, tmp = _atomic(path)
+    board.official.to_csv(tmp, index=False)
+    os.replace(tmp, target)
+    return target
+
+
+def _fmt(value: Any, scale: float = LEADERBOARD_SCALE) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value) * scale:.2f}"
+
+
+def summary_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """The compact leaderboard (x10 scale) shared by Markdown and the terminal table."""
+    header = ["Model", "Overall", *[d.split(" & ")[0] for d in DOMAIN1_ORDER]]
+    header += [f"{r}_{k}" for r in REQUIREMENTS for k in ("R", "C")]
+    header += ["zh", "en", "Count", "Failed"]
+    langs = board.languages.set_index("Model")
+    fails = board.failures.set_index("Model")
+    rows = []
+    for rec in board.official.to_dict("records"):
+        m = str(rec["Model"])
+        row = [m, _fmt(rec["Overall"])]
+        row += [_fmt(rec.get(f"Domain1_{d}")) for d in DOMAIN1_ORDER]
+        row += [_fmt(rec.get(f"{r}_{k}")) for r in REQUIREMENTS for k in ("R", "C")]
+        row += [_fmt(langs.loc[m, "zh"]), _fmt(langs.loc[m, "en"])]
+        row += [str(rec["Count"]), str(int(fails.loc[m, "evaluations_failed"]))]
+        rows.append(row)
+    order = sorted(range(len(rows)), key=lambda i: -(float(board.official["Overall"].iloc[i] or 0)))
+    return header, [rows[i] for i in order]
+
+
+def to_markdown(board: Leaderboard) -> str:
+    """A Markdown report: the x10 leaderboard, then subdomains and failures."""
+    header, rows = summary_rows(board)
+    lines = [
+        "# WritingBench leaderboard",
+        "",
+        f"Scores are on the leaderboard scale (judge score 1-10 x{LEADERBOARD_SCALE}). "
+        "Failed evaluations are excluded from every mean and counted in `Failed`.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    d2_cols = [c for c in board.official.columns if c.startswith("Domain2_")]
+    if d2_cols:
+        lines += ["", "## Subdomains", "", "| Subdomain | " + " | ".join(board.models) + " |"]
+        lines.append("|---|" + "---:|" * len(board.models))
+        for col in d2_cols:
+            vals = [_fmt(v) for v in board.official[col]]
+            lines.append(f"| {col.removeprefix('Domain2_')} | " + " | ".join(vals) + " |")
+    lines += ["", "## Failures", "", "| " + " | ".join(board.failures.columns) + " |"]
+    lines.append("|---|" + "---:|" * (len(board.failures.columns) - 1))
+    for rec in board.failures.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in rec) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(board: Leaderboard, path: str | Path) -> Path:
+    target, tmp = _atomic(path)
+    tmp.write_text(to_markdown(board), encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def rich_table(board: Leaderboard) -> Any:
+    """A rich Table of the x10 leaderboard (rich is imported here, not at module import)."""
+    from rich.table import Table
+
+    header, rows = summary_rows(board)
+    table = Table(title=f"WritingBench leaderboard (x{LEADERBOARD_SCALE})", show_lines=False)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for r in rows:
+        table.add_row(*r)
+    return table

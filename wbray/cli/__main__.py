@@ -1,0 +1,5 @@
+import sys
+
+from wbray.cli import main
+
+sys.exit(main())
