@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wbray.errors import ConfigError
 
@@ -67,8 +67,15 @@ class GenerationConfig(_Strict):
         None, description="Optional system message; the query is always the single user message."
     )
     sampling: SamplingParams = Field(
-        PAPER_GENERATION_SAMPLING, description="Candidate sampling (paper defaults)."
+        PAPER_GENERATION_SAMPLING,
+        description="Candidate sampling; fields given here override the paper defaults one by one.",
     )
+
+    @field_validator("sampling", mode="after")
+    @classmethod
+    def _over_paper_defaults(cls, value: SamplingParams) -> SamplingParams:
+        # `sampling: {temperature: 0}` changes the temperature only; the other paper settings stay.
+        return PAPER_GENERATION_SAMPLING.merged(value)
 
 
 class JudgeConfig(_Strict):
@@ -80,7 +87,15 @@ class JudgeConfig(_Strict):
         "wbray's own wording of the same structure; 'auto' takes official when available.",
     )
     repeats: int = Field(1, ge=1, description="Judge calls per (query, response, criterion).")
-    sampling: SamplingParams = Field(PAPER_JUDGE_SAMPLING, description="Judge sampling (paper defaults).")
+    sampling: SamplingParams = Field(
+        PAPER_JUDGE_SAMPLING,
+        description="Judge sampling; fields given here override the paper defaults one by one.",
+    )
+
+    @field_validator("sampling", mode="after")
+    @classmethod
+    def _over_paper_defaults(cls, value: SamplingParams) -> SamplingParams:
+        return PAPER_JUDGE_SAMPLING.merged(value)
 
 
 class WbrayConfig(_Strict):

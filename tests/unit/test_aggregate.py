@@ -61,14 +61,24 @@ def _ev(model: str, index: int, crit: str, score: float | None, repeat: int = 0)
 def evaluations() -> pd.DataFrame:
     rows = [
         # model A: everything scored, criterion 1/b judged twice (repeats)
-        _ev("A", 1, "a", 8), _ev("A", 1, "b", 6), _ev("A", 1, "b", 7, repeat=1), _ev("A", 1, "c", 9),
-        _ev("A", 2, "a", 5), _ev("A", 2, "b", 4),
-        _ev("A", 3, "x", 10), _ev("A", 3, "y", 2),
-        _ev("A", 4, "x", 3), _ev("A", 4, "y", 3),
+        _ev("A", 1, "a", 8),
+        _ev("A", 1, "b", 6),
+        _ev("A", 1, "b", 7, repeat=1),
+        _ev("A", 1, "c", 9),
+        _ev("A", 2, "a", 5),
+        _ev("A", 2, "b", 4),
+        _ev("A", 3, "x", 10),
+        _ev("A", 3, "y", 2),
+        _ev("A", 4, "x", 3),
+        _ev("A", 4, "y", 3),
         # model B: query 2 missing; on query 3 criterion y failed (its C criterion); query 4 failed entirely
-        _ev("B", 1, "a", 4), _ev("B", 1, "b", 5), _ev("B", 1, "c", 6),
-        _ev("B", 3, "x", 7), _ev("B", 3, "y", None),
-        _ev("B", 4, "x", None), _ev("B", 4, "y", None),
+        _ev("B", 1, "a", 4),
+        _ev("B", 1, "b", 5),
+        _ev("B", 1, "c", 6),
+        _ev("B", 3, "x", 7),
+        _ev("B", 3, "y", None),
+        _ev("B", 4, "x", None),
+        _ev("B", 4, "y", None),
     ]
     return pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
 
@@ -128,7 +138,9 @@ def test_official_columns_and_subdomain_order(evaluations: pd.DataFrame) -> None
     assert cols[9:12] == ["Domain2_Paper Outline", "Domain2_Abstract", "Domain2_Market Report"]
     assert cols[12:] == ["style_R", "style_C", "format_R", "format_C", "length_R", "length_C"]
     scaled = board.scaled().set_index("Model")
-    assert scaled.loc["A", "Overall"] == pytest.approx(10 * board.official.set_index("Model").loc["A", "Overall"])
+    assert scaled.loc["A", "Overall"] == pytest.approx(
+        10 * board.official.set_index("Model").loc["A", "Overall"]
+    )
     assert scaled.loc["A", "Count"] == 4
 
 
@@ -251,7 +263,10 @@ def test_parity_with_upstream_arithmetic_on_real_benchmark(official_dir: Path, t
     req_dir = official_dir / "benchmark_query" / "requirement"
     req_r = {r: [json.loads(x)["index"] for x in (req_dir / r / f"{r}_subset.jsonl").open()] for r in REQS}
     req_c = {
-        r: {(o := json.loads(x))["index"]: [c["name"] for c in o["checklist"]] for x in (req_dir / r / f"{r}_subset_C.jsonl").open()}
+        r: {
+            (o := json.loads(x))["index"]: [c["name"] for c in o["checklist"]]
+            for x in (req_dir / r / f"{r}_subset_C.jsonl").open()
+        }
         for r in REQS
     }
     rng = random.Random(7)
@@ -271,7 +286,9 @@ def test_parity_with_upstream_arithmetic_on_real_benchmark(official_dir: Path, t
                     },
                 }
             )
-        (tmp_path / f"{model}.jsonl").write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
+        (tmp_path / f"{model}.jsonl").write_text(
+            "\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n"
+        )
         expected[model] = _reference_upstream(lines, bench_rows, req_r, req_c)
 
     bench = load_benchmark(official_dir)

@@ -11,7 +11,7 @@ from wbray.aggregate._interop import (
     write_upstream_responses,
     write_upstream_scores,
 )
-from wbray.aggregate._report import rich_table, to_markdown, write_csv, write_markdown, write_xlsx
+from wbray.aggregate._report import rich_tables, to_markdown, write_csv, write_markdown, write_xlsx
 
 __all__ = [
     "LEADERBOARD_SCALE",
@@ -20,7 +20,7 @@ __all__ = [
     "read_score_inputs",
     "read_upstream_responses",
     "read_upstream_scores",
-    "rich_table",
+    "rich_tables",
     "to_markdown",
     "write_csv",
     "write_markdown",

@@ -129,7 +129,9 @@ def aggregate(
         raise WbrayError("evaluations table: a row with status 'ok' has no score")
 
     # --- per query and per criterion (the building blocks of every upstream number)
-    crit = ok.groupby(["model", "index", "criterion"], sort=False)["score"].mean().rename("score").reset_index()
+    crit = (
+        ok.groupby(["model", "index", "criterion"], sort=False)["score"].mean().rename("score").reset_index()
+    )
     qscore = ok.groupby(["model", "index"], sort=False)["score"].agg(score="mean", n_ok="size").reset_index()
     qscore = qscore.merge(meta, on="index", how="left")
 
@@ -154,7 +156,9 @@ def aggregate(
         if subset is None:
             continue
         r_idx = pd.Index(subset.r_indices, dtype="int64")
-        req_values[f"{req}_R"] = qscore[qscore["index"].isin(r_idx)].groupby("model", sort=False)["score"].mean()
+        req_values[f"{req}_R"] = (
+            qscore[qscore["index"].isin(r_idx)].groupby("model", sort=False)["score"].mean()
+        )
         pairs = pd.DataFrame(
             [(i, n) for i, names in subset.c_criteria.items() if i in set(subset.r_indices) for n in names],
             columns=["index", "criterion"],

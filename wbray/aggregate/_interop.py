@@ -82,7 +82,9 @@ def read_upstream_scores(path: str | Path, model: str | None = None) -> pd.DataF
             defects.append(Defect(str(path), lineno, "index", f"must be an integer, got {index!r}"))
             continue
         if index in seen:
-            defects.append(Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})"))
+            defects.append(
+                Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})")
+            )
             continue
         seen[index] = lineno
         scores = obj.get("scores")
@@ -96,12 +98,19 @@ def read_upstream_scores(path: str | Path, model: str | None = None) -> pd.DataF
             for repeat, ev in enumerate(evaluations):
                 where = f"scores.{name}[{repeat}]"
                 if not isinstance(ev, dict):
-                    defects.append(Defect(str(path), lineno, where, "must be an object with score and reason"))
+                    defects.append(
+                        Defect(str(path), lineno, where, "must be an object with score and reason")
+                    )
                     continue
                 score = _valid_score(ev.get("score"))
                 if score is None:
                     defects.append(
-                        Defect(str(path), lineno, f"{where}.score", f"must be an integer 1-10, got {ev.get('score')!r}")
+                        Defect(
+                            str(path),
+                            lineno,
+                            f"{where}.score",
+                            f"must be an integer 1-10, got {ev.get('score')!r}",
+                        )
                     )
                     continue
                 reason = ev.get("reason", "")
@@ -112,7 +121,9 @@ def read_upstream_scores(path: str | Path, model: str | None = None) -> pd.DataF
                         "criterion": name,
                         "repeat": repeat,
                         "score": score,
-                        "reason": reason if isinstance(reason, str) else json.dumps(reason, ensure_ascii=False),
+                        "reason": reason
+                        if isinstance(reason, str)
+                        else json.dumps(reason, ensure_ascii=False),
                         "status": "ok",
                         "error": None,
                     }
@@ -216,7 +227,10 @@ def write_upstream_scores(evaluations: pd.DataFrame, out_dir: str | Path) -> lis
             scores: dict[str, list[dict[str, Any]]] = {}
             for row in qrows.itertuples(index=False):
                 scores.setdefault(str(row.criterion), []).append(
-                    {"score": _as_score(float(row.score)), "reason": row.reason if isinstance(row.reason, str) else ""}
+                    {
+                        "score": _as_score(float(row.score)),
+                        "reason": row.reason if isinstance(row.reason, str) else "",
+                    }
                 )
             lines.append(json.dumps({"index": int(str(index)), "scores": scores}, ensure_ascii=False))
         target = out / SCORES_DIR / f"{model}.jsonl"
@@ -259,10 +273,14 @@ def read_upstream_responses(path: str | Path) -> pd.DataFrame:
             defects.append(Defect(str(path), lineno, "index", f"must be an integer, got {index!r}"))
             continue
         if not isinstance(response, str):
-            defects.append(Defect(str(path), lineno, "response", f"must be a string, got {type(response).__name__}"))
+            defects.append(
+                Defect(str(path), lineno, "response", f"must be a string, got {type(response).__name__}")
+            )
             continue
         if index in seen:
-            defects.append(Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})"))
+            defects.append(
+                Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})")
+            )
             continue
         seen[index] = lineno
         rows.append({"model": model, "index": index, "response": response, "status": "ok", "error": None})
@@ -273,7 +291,13 @@ def read_upstream_responses(path: str | Path) -> pd.DataFrame:
                 defects.append(Defect(str(fail_path), lineno, "", "needs index and error"))
                 continue
             rows.append(
-                {"model": model, "index": obj["index"], "response": None, "status": "failed", "error": str(obj["error"])}
+                {
+                    "model": model,
+                    "index": obj["index"],
+                    "response": None,
+                    "status": "failed",
+                    "error": str(obj["error"]),
+                }
             )
     if defects:
         raise DataError(defects)
@@ -299,6 +323,9 @@ def write_upstream_responses(responses: pd.DataFrame, out_dir: str | Path) -> li
         if len(failed):
             _atomic_write_lines(
                 out / FAILURES_DIR / f"{model}.responses.jsonl",
-                (json.dumps({"index": int(r.index), "error": str(r.error)}) for r in failed.itertuples(index=False)),
+                (
+                    json.dumps({"index": int(r.index), "error": str(r.error)})
+                    for r in failed.itertuples(index=False)
+                ),
             )
     return written

@@ -47,15 +47,24 @@ def write_csv(board: Leaderboard, path: str | Path) -> Path:
     return target
 
 
-def _fmt(value: Any, scale: float = LEADERBOARD_SCALE) -> str:
+def _fmt(value: Any, scale: float = LEADERBOARD_SCALE, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{float(value) * scale:.2f}"
+    return f"{float(value) * scale:.{digits}f}"
 
 
-def summary_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
-    """The compact leaderboard (x10 scale) shared by Markdown and the terminal table."""
-    header = ["Model", "Overall", *[d.split(" & ")[0] for d in DOMAIN1_ORDER]]
+def summary_rows(board: Leaderboard, short: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The compact leaderboard (x10 scale) shared by Markdown and the terminal tables.
+
+    ``short`` gives 4-letter domain headers and one decimal, for narrow terminals.
+    """
+    digits = 1 if short else 2
+
+    def _f(value: Any) -> str:
+        return _fmt(value, digits=digits)
+
+    names = [d.split(" & ")[0] for d in DOMAIN1_ORDER]
+    header = ["Model", "Overall", *[n[:4] if short else n for n in names]]
     header += [f"{r}_{k}" for r in REQUIREMENTS for k in ("R", "C")]
     header += ["zh", "en", "Count", "Failed"]
     langs = board.languages.set_index("Model")
@@ -63,10 +72,10 @@ def summary_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     rows = []
     for rec in board.official.to_dict("records"):
         m = str(rec["Model"])
-        row = [m, _fmt(rec["Overall"])]
-        row += [_fmt(rec.get(f"Domain1_{d}")) for d in DOMAIN1_ORDER]
-        row += [_fmt(rec.get(f"{r}_{k}")) for r in REQUIREMENTS for k in ("R", "C")]
-        row += [_fmt(langs.loc[m, "zh"]), _fmt(langs.loc[m, "en"])]
+        row = [m, _f(rec["Overall"])]
+        row += [_f(rec.get(f"Domain1_{d}")) for d in DOMAIN1_ORDER]
+        row += [_f(rec.get(f"{r}_{k}")) for r in REQUIREMENTS for k in ("R", "C")]
+        row += [_f(langs.loc[m, "zh"]), _f(langs.loc[m, "en"])]
         row += [str(rec["Count"]), str(int(fails.loc[m, "evaluations_failed"]))]
         rows.append(row)
     order = sorted(range(len(rows)), key=lambda i: -(float(board.official["Overall"].iloc[i] or 0)))
@@ -107,14 +116,31 @@ def write_markdown(board: Leaderboard, path: str | Path) -> Path:
     return target
 
 
-def rich_table(board: Leaderboard) -> Any:
-    """A rich Table of the x10 leaderboard (rich is imported here, not at module import)."""
+def rich_tables(board: Leaderboard) -> list[Any]:
+    """Two rich Tables (domains; requirements and languages) of the x10 leaderboard.
+
+    Two narrow tables instead of one wide one, so they stay readable in an 80-column terminal or log.
+    rich is imported here, not at module import.
+    """
     from rich.table import Table
 
-    header, rows = summary_rows(board)
-    table = Table(title=f"WritingBench leaderboard (x{LEADERBOARD_SCALE})", show_lines=False)
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for r in rows:
-        table.add_row(*r)
-    return table
+    header, rows = summary_rows(board, short=True)
+    n_dom = 2 + len(DOMAIN1_ORDER)
+    parts = [
+        (
+            f"WritingBench leaderboard (x{LEADERBOARD_SCALE}): domains",
+            [*range(n_dom), len(header) - 2, len(header) - 1],
+        ),
+        ("Requirements (R = queries, C = criteria) and languages", [0, *range(n_dom, len(header) - 2)]),
+    ]
+    tables = []
+    for title, cols in parts:
+        table = Table(title=title)
+        for i in cols:
+            table.add_column(
+                header[i], justify="left" if i == 0 else "right", no_wrap=True, min_width=len(header[i])
+            )
+        for r in rows:
+            table.add_row(*(r[i] for i in cols))
+        tables.append(table)
+    return tables

@@ -33,7 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from wbray.aggregate import aggregate, read_score_inputs, rich_table, write_csv, write_markdown, write_xlsx
+    from wbray.aggregate import (
+        aggregate,
+        read_score_inputs,
+        rich_tables,
+        write_csv,
+        write_markdown,
+        write_xlsx,
+    )
     from wbray.dataset import example_dir, load_benchmark
 
     if not (args.xlsx or args.md or args.csv):
@@ -43,11 +50,17 @@ def _run(args: argparse.Namespace) -> int:
     evaluations = read_score_inputs(inputs)
     board = aggregate(evaluations, bench.queries, bench.requirements)
     console = Console()
-    console.print(rich_table(board))
+    if not console.is_terminal:
+        # Logs and pipes have no width; rich would assume 80 columns and cut the headers.
+        console = Console(width=160)
+    for table in rich_tables(board):
+        console.print(table)
     for path, writer in ((args.xlsx, write_xlsx), (args.md, write_markdown), (args.csv, write_csv)):
         if path:
             console.print(f"wrote {writer(board, path)}")
     failed = int(board.failures["evaluations_failed"].sum())
     if failed:
-        console.print(f"[yellow]{failed} failed evaluations excluded from the means (see the Failures sheet)[/]")
+        console.print(
+            f"[yellow]{failed} failed evaluations excluded from the means (see the Failures sheet)[/]"
+        )
     return 0
