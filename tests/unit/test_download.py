@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from wbray._jsonl import git_blob_sha1
 from wbray.dataset import PINNED_FILES, UPSTREAM_COMMIT, download, load_benchmark, resolve_data_dir
 from wbray.dataset._download import DATA_FILES, extract_prompt_constants
-from wbray.dataset._jsonl import git_blob_sha1
 from wbray.errors import IntegrityError, WbrayError
 
 STYLE_C = "benchmark_query/requirement/style/style_subset_C.jsonl"

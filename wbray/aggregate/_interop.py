@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from wbray._jsonl import read_jsonl
 from wbray.errors import DataError, Defect, WbrayError
 from wbray.records import EVAL_COLUMNS
 
@@ -30,29 +31,15 @@ FAILURES_DIR = "failures"
 
 def _jsonl_objects(path: Path, defects: list[Defect]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each line; problems go to ``defects``, nothing is skipped silently."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        defects.append(Defect(str(path), 0, "", f"cannot read file ({exc.strerror})"))
-        return
-    for lineno, raw in enumerate(data.splitlines(), start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            defects.append(Defect(str(path), lineno, "", f"not valid UTF-8 (byte {exc.start})"))
-            continue
-        if not text.strip():
-            defects.append(Defect(str(path), lineno, "", "blank line"))
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            defects.append(Defect(str(path), lineno, "", f"malformed JSON: {exc.msg} at column {exc.colno}"))
-            continue
-        if not isinstance(obj, dict):
-            defects.append(Defect(str(path), lineno, "", f"expected a JSON object, got {type(obj).__name__}"))
-            continue
-        yield lineno, obj
+    _, rows, found = read_jsonl(path)
+    defects += found
+    for row in rows:
+        if isinstance(row.value, dict):
+            yield row.line, row.value
+        else:
+            defects.append(
+                Defect(str(path), row.line, "", f"expected a JSON object, got {type(row.value).__name__}")
+            )
 
 
 def _valid_score(value: Any) -> float | None:

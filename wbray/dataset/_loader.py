@@ -10,11 +10,11 @@ from functools import cached_property
 from pathlib import Path
 
 from wbray import env
+from wbray._jsonl import git_blob_sha1
 from wbray.errors import DataError, DataNotFoundError, WbrayError
 from wbray.records import DOMAIN1_ORDER, LANGS, Query, RequirementSubset
 
 from ._download import default_download_dir, has_complete_download
-from ._jsonl import git_blob_sha1
 from ._layout import EXPECTED_FILES_HINT, detect_layout
 from ._validate import check_file, scan_layout
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wbray._jsonl import read_jsonl
 from wbray.errors import Defect
 from wbray.records import CRITERION_KEYS, LANGS, REQUIREMENTS, Criterion, Query, RequirementSubset
 
-from ._jsonl import read_jsonl
 from ._layout import EXPECTED_FILES_HINT, Layout, detect_layout
 
 _CRITERION_KEYS_TEXT = ", ".join(CRITERION_KEYS)
