@@ -8,7 +8,9 @@ OUT ?= out
 .PHONY: install run test lint typecheck unit
 
 install:
-	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PIP) install --quiet --disable-pip-version-check -e ".[cpu,dev]"
+	# xgrammar (constrained judge decoding) without its CUDA-only triton dependency (~1 GB).
+	$(PIP) install --quiet --disable-pip-version-check --no-deps xgrammar==0.2.9 apache-tvm-ffi==0.1.15.post2
 
 run: install
 	wbray data validate example

@@ -8,8 +8,11 @@ turns pydantic's errors into one line naming the file and the key.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -60,6 +63,120 @@ class DataConfig(_Strict):
     limit: int | None = Field(None, ge=1, description="Keep the first N queries after the other filters.")
 
 
+SamplingField = Literal["temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "seed"]
+
+
+class StageResources(_Strict):
+    """Ray resources of one pipeline stage (an actor pool of engine replicas)."""
+
+    actors: int = Field(1, ge=1, description="Actor pool size (minimum size when max_actors is set).")
+    max_actors: int | None = Field(None, ge=1, description="Autoscale the pool up to this many actors.")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor (fractions allowed).")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per actor (fractions allowed).")
+    batch_size: int | None = Field(
+        None, ge=1, description="Rows per Ray Data batch; default: the engine's batch size."
+    )
+
+
+class TransformersEngineConfig(_Strict):
+    """Hugging Face transformers on CPU or GPU (extra: cpu)."""
+
+    backend: Literal["transformers"] = Field("transformers", description="Backend name.")
+    model: str = Field(
+        "smollm2",
+        description="'smollm2' (the embedded SmolLM2-135M-Instruct), an HF folder or a .gguf file.",
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto",
+        description="Weights dtype; 'auto' = bf16 where the CPU/GPU computes it natively, else float32.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' takes CUDA when present.")
+    batch_size: int = Field(4, ge=1, description="Sequences per generate() call (left-padded).")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch threads per actor; default: the CPUs the actor reserves."
+    )
+
+    def identity(self) -> dict[str, Any]:
+        """What changes results (hashed into row ids); batch sizes and threads do not."""
+        return {"backend": self.backend, "model": self.model, "dtype": self.dtype}
+
+
+class OpenAIEngineConfig(_Strict):
+    """Any OpenAI-compatible /v1/chat/completions endpoint: wbray serve, vLLM's server, hosted APIs."""
+
+    backend: Literal["openai"] = Field("openai", description="Backend name.")
+    base_url: str = Field(description="Endpoint base, e.g. http://127.0.0.1:8000/v1.")
+    model: str = Field(description="Model name sent in each request.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key itself)."
+    )
+    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once per engine replica.")
+    max_retries: int = Field(4, ge=0, description="Retries on 429/5xx, timeouts and connection errors.")
+    initial_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each retry.")
+    max_backoff_s: float = Field(30.0, ge=0, description="Cap of the retry delay.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+    omit_sampling: list[SamplingField] = Field(
+        default_factory=list,
+        description="Sampling fields never sent (e.g. [top_p] for APIs that refuse temperature with top_p).",
+    )
+    structured_output: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema",
+        description="How a JSON-schema request is sent: response_format json_schema, json_object, or none.",
+    )
+    batch_size: int = Field(16, ge=1, description="Requests handed to the engine per Ray Data batch.")
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "base_url": self.base_url, "model": self.model}
+
+
+class VLLMEngineConfig(_Strict):
+    """vLLM batch inference through ray.data.llm (extra: gpu; GPU clusters only)."""
+
+    backend: Literal["vllm"] = Field("vllm", description="Backend name.")
+    model: str = Field(description="HF model id, local path or cloud URI (model_source).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline-parallel stages per replica.")
+    max_model_len: int | None = Field(None, ge=1, description="Context length cap (prompt + output).")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
+    dtype: str = Field("auto", description="vLLM dtype.")
+    batch_size: int = Field(64, ge=1, description="Rows per batch sent to each vLLM replica.")
+    replicas: int = Field(1, ge=1, description="vLLM engine replicas (Ray Data concurrency).")
+    accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. H100, A10G.")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine arguments.")
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "dtype": self.dtype}
+
+
+EngineConfig = Annotated[
+    TransformersEngineConfig | OpenAIEngineConfig | VLLMEngineConfig, Field(discriminator="backend")
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("use letters, digits, '.', '_' or '-' (it names files and partitions)")
+    return value
+
+
+class CandidateConfig(_Strict):
+    """A model under evaluation."""
+
+    name: str = Field(description="Model name in results, file names and partitions.")
+    engine: EngineConfig = Field(description="How this model is run.")
+    sampling: SamplingParams | None = Field(
+        None, description="Overrides of generation.sampling for this model."
+    )
+    system_prompt: str | None = Field(None, description="Overrides generation.system_prompt for this model.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        return _check_name(value)
+
+
 class GenerationConfig(_Strict):
     """How candidate answers are requested."""
 
@@ -70,6 +187,8 @@ class GenerationConfig(_Strict):
         PAPER_GENERATION_SAMPLING,
         description="Candidate sampling; fields given here override the paper defaults one by one.",
     )
+    samples: int = Field(1, ge=1, description="Answers generated per query and model.")
+    resources: StageResources = Field(StageResources(), description="The generation actor pool.")
 
     @field_validator("sampling", mode="after")
     @classmethod
@@ -79,8 +198,10 @@ class GenerationConfig(_Strict):
 
 
 class JudgeConfig(_Strict):
-    """How the judge is prompted and sampled."""
+    """How the judge is run, prompted and sampled."""
 
+    name: str = Field("judge", description="Judge name in results and partitions.")
+    engine: EngineConfig | None = Field(None, description="The judge model; required to score.")
     template: Literal["auto", "official", "builtin"] = Field(
         "auto",
         description="'official' requires upstream's judge prompt from the data dir; 'builtin' uses "
@@ -91,19 +212,65 @@ class JudgeConfig(_Strict):
         PAPER_JUDGE_SAMPLING,
         description="Judge sampling; fields given here override the paper defaults one by one.",
     )
+    constrained: bool = Field(
+        False,
+        description="Constrain decoding to {score: int 1-10, reason: str}; off = official free-form replies.",
+    )
+    reason_max_chars: int = Field(300, ge=1, description="Longest reason the constrained schema allows.")
+    max_reasks: int = Field(2, ge=0, description="Extra judge calls after an unparseable reply.")
+    resources: StageResources = Field(StageResources(), description="The scoring actor pool.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        return _check_name(value)
 
     @field_validator("sampling", mode="after")
     @classmethod
     def _over_paper_defaults(cls, value: SamplingParams) -> SamplingParams:
         return PAPER_JUDGE_SAMPLING.merged(value)
 
+    def reply_schema(self) -> dict[str, Any]:
+        """The JSON schema of a judge reply (used for constrained decoding)."""
+        return {
+            "type": "object",
+            "properties": {
+                "score": {"type": "integer", "minimum": 1, "maximum": 10},
+                "reason": {"type": "string", "maxLength": self.reason_max_chars},
+            },
+            "required": ["score", "reason"],
+            "additionalProperties": False,
+        }
+
+
+class RayConfig(_Strict):
+    """Where the pipeline runs."""
+
+    address: str | None = Field(
+        None, description="Existing cluster ('auto' or ray://host:port); None starts a local one."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster; default: all cores.")
+    object_store_mb: int = Field(300, ge=50, description="Object store size of the local cluster (MB).")
+    no_progress_timeout_s: float = Field(
+        600.0, gt=0, description="Fail a pipeline that makes no progress this long (instead of hanging)."
+    )
+
+
+class RunConfig(_Strict):
+    """Where results go."""
+
+    out: str | None = Field(None, description="Run directory URI; default runs/<config file stem>.")
+
 
 class WbrayConfig(_Strict):
     """Top-level configuration file."""
 
     data: DataConfig = Field(DataConfig(), description="Benchmark selection.")
+    candidates: list[CandidateConfig] = Field(default_factory=list, description="Models under evaluation.")
     generation: GenerationConfig = Field(GenerationConfig(), description="Candidate generation.")
     judge: JudgeConfig = Field(JudgeConfig(), description="Judging.")
+    ray: RayConfig = Field(RayConfig(), description="Ray cluster settings.")
+    run: RunConfig = Field(RunConfig(), description="Output location.")
 
     @model_validator(mode="before")
     @classmethod
@@ -112,6 +279,20 @@ class WbrayConfig(_Strict):
         if isinstance(data, dict):
             return {k: ({} if v is None else v) for k, v in data.items()}
         return data
+
+    @model_validator(mode="after")
+    def _unique_candidates(self) -> WbrayConfig:
+        names = [c.name for c in self.candidates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+def content_hash(value: Any, length: int = 16) -> str:
+    """A stable short hash of JSON-able content (sorted keys), for row ids and config hashes."""
+    blob = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -146,20 +146,32 @@ def _read_failures(path: Path, model: str, defects: list[Defect]) -> list[dict[s
     return rows
 
 
-def read_score_inputs(inputs: Iterable[str | Path]) -> pd.DataFrame:
-    """Read score files and directories into one evaluations table.
+def read_score_inputs(inputs: Iterable[str | Path], judge: str | None = None) -> pd.DataFrame:
+    """Read score files, directories and runs into one evaluations table.
 
     Each input is an upstream score file (model = file stem), a directory of them (upstream's
-    ``score_dir``), or an export directory holding ``scores/`` (and ``failures/``).
+    ``score_dir``), an export directory holding ``scores/`` (and ``failures/``), or a wbray run
+    directory (its scores of ``judge``; the judge may be omitted when the run has only one).
 
     Raises:
         WbrayError: an input does not exist, holds no score file, or two inputs name the same model.
         DataError: defects in any file (all files are read first, so every defect is reported).
     """
+    from wbray.storage import RunLayout, is_run, read_evaluations
+
     files: list[Path] = []
+    frames: list[pd.DataFrame] = []
+    owners: dict[str, Path] = {}
     for item in inputs:
         p = Path(item)
-        if p.is_file():
+        if p.is_dir() and is_run(str(p)):
+            run_frame = read_evaluations(RunLayout.at(str(p)), judge)
+            for model in run_frame["model"].unique():
+                if str(model) in owners:
+                    raise WbrayError(f"model {model!r} appears twice: {owners[str(model)]} and {p}")
+                owners[str(model)] = p
+            frames.append(run_frame)
+        elif p.is_file():
             files.append(p)
         elif p.is_dir():
             base = p / SCORES_DIR if (p / SCORES_DIR).is_dir() else p
@@ -169,9 +181,7 @@ def read_score_inputs(inputs: Iterable[str | Path]) -> pd.DataFrame:
             files += found
         else:
             raise WbrayError(f"{p}: no such file or directory")
-    frames: list[pd.DataFrame] = []
     defects: list[Defect] = []
-    owners: dict[str, Path] = {}
     for f in files:
         model = f.name.removesuffix(".jsonl")
         if model in owners:

