@@ -13,12 +13,11 @@ install:
 	$(PIP) install --quiet --disable-pip-version-check --no-deps xgrammar==0.2.9 apache-tvm-ffi==0.1.15.post2
 
 run: install
-	wbray data validate example
-	wbray aggregate example --data-dir example --xlsx $(OUT)/example.xlsx --md $(OUT)/example.md --csv $(OUT)/example.csv
+	wbray run configs/quickstart.yaml
 
 lint:
-	$(PYTHON) -m ruff check wbray tests
-	$(PYTHON) -m ruff format --check wbray tests
+	$(PYTHON) -m ruff check wbray tests bench
+	$(PYTHON) -m ruff format --check wbray tests bench
 
 typecheck:
 	$(PYTHON) -m mypy

@@ -13,6 +13,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Fake AWS credentials for the local S3-compatible test server, set before any Ray worker starts
+# (workers inherit the environment). Tests never reach real AWS; the secret is a canary that
+# tests grep for in logs and outputs.
+TEST_AWS_SECRET = "wbray-canary-secret-0123456789"
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "wbray-test-key")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", TEST_AWS_SECRET)
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
 
 def _official_dir() -> Path:
     explicit = os.environ.get("WBRAY_TEST_OFFICIAL_DIR")

@@ -12,11 +12,18 @@ WBRAY_CACHE_DIR = "WBRAY_CACHE_DIR"
 #: Base URL of the upstream raw-file server (default: GitHub's raw host for X-PLUG/WritingBench).
 WBRAY_UPSTREAM_URL = "WBRAY_UPSTREAM_URL"
 
+#: S3 addressing style: auto, path (MinIO/Ceph usually) or virtual.
+WBRAY_S3_ADDRESSING_STYLE = "WBRAY_S3_ADDRESSING_STYLE"
+
 ALL = {
     WBRAY_DATA_DIR: "Offline WritingBench mirror (same layout as the upstream repository).",
     WBRAY_CACHE_DIR: "Cache root for downloads; default $XDG_CACHE_HOME/wbray or ~/.cache/wbray.",
     WBRAY_UPSTREAM_URL: "Base URL that `wbray data download` fetches from.",
+    WBRAY_S3_ADDRESSING_STYLE: "S3 addressing style: auto (default), path or virtual.",
 }
+
+#: Standard AWS settings wbray honours (credentials come from the AWS chain and are never copied).
+AWS_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 def get(name: str) -> str | None:

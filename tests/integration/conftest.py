@@ -9,6 +9,7 @@ that CI and developers pay the fetch and the conversion once: ``$WBRAY_TEST_MODE
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,19 @@ def model_cache() -> Path:
 def smollm2_dir() -> Path:
     """The bf16 SmolLM2-135M-Instruct folder (fetched and converted on first use)."""
     return smollm2_model_dir(model_cache())
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One small local Ray cluster for the whole session (each start costs seconds)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from wbray.cli._ray import ray_session
+    from wbray.config import RayConfig
+
+    if ray.is_initialized():
+        ray.shutdown()
+    with ray_session(RayConfig(num_cpus=2, no_progress_timeout_s=300)):
+        yield

@@ -8,7 +8,6 @@ generations — never that the 135M model writes or judges well.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,6 @@ from wbray.dataset import Benchmark, load_benchmark
 from wbray.storage import RunLayout, list_files, read_generations, read_manifest, read_scores
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    from wbray.cli._ray import ray_session
-    from wbray.config import RayConfig
-
-    if ray.is_initialized():
-        ray.shutdown()
-    with ray_session(RayConfig(num_cpus=2, no_progress_timeout_s=300)):
-        yield
 
 
 @pytest.fixture(scope="module")

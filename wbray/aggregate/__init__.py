@@ -4,6 +4,7 @@ Pure pandas; no Ray import.
 """
 
 from wbray.aggregate._compute import LEADERBOARD_SCALE, Leaderboard, aggregate
+from wbray.aggregate._html import to_html
 from wbray.aggregate._interop import (
     read_score_inputs,
     read_upstream_responses,
@@ -11,7 +12,15 @@ from wbray.aggregate._interop import (
     write_upstream_responses,
     write_upstream_scores,
 )
-from wbray.aggregate._report import rich_tables, to_markdown, write_csv, write_markdown, write_xlsx
+from wbray.aggregate._report import (
+    rich_tables,
+    to_markdown,
+    write_csv,
+    write_html,
+    write_markdown,
+    write_reports,
+    write_xlsx,
+)
 
 __all__ = [
     "LEADERBOARD_SCALE",
@@ -21,9 +30,12 @@ __all__ = [
     "read_upstream_responses",
     "read_upstream_scores",
     "rich_tables",
+    "to_html",
     "to_markdown",
     "write_csv",
+    "write_html",
     "write_markdown",
+    "write_reports",
     "write_upstream_responses",
     "write_upstream_scores",
     "write_xlsx",

@@ -150,27 +150,32 @@ def read_score_inputs(inputs: Iterable[str | Path], judge: str | None = None) ->
     """Read score files, directories and runs into one evaluations table.
 
     Each input is an upstream score file (model = file stem), a directory of them (upstream's
-    ``score_dir``), an export directory holding ``scores/`` (and ``failures/``), or a wbray run
-    directory (its scores of ``judge``; the judge may be omitted when the run has only one).
+    ``score_dir``), an export directory holding ``scores/`` (and ``failures/``), a wbray run
+    (local or ``s3://``; its committed scores of ``judge``, which may be omitted when the run has
+    only one), or a prefix holding many runs.
 
     Raises:
         WbrayError: an input does not exist, holds no score file, or two inputs name the same model.
         DataError: defects in any file (all files are read first, so every defect is reported).
     """
-    from wbray.storage import RunLayout, is_run, read_evaluations
+    from wbray.storage import RunLayout, discover_runs, is_s3, read_evaluations
 
     files: list[Path] = []
     frames: list[pd.DataFrame] = []
-    owners: dict[str, Path] = {}
+    owners: dict[str, Path | str] = {}
     for item in inputs:
         p = Path(item)
-        if p.is_dir() and is_run(str(p)):
-            run_frame = read_evaluations(RunLayout.at(str(p)), judge)
-            for model in run_frame["model"].unique():
-                if str(model) in owners:
-                    raise WbrayError(f"model {model!r} appears twice: {owners[str(model)]} and {p}")
-                owners[str(model)] = p
-            frames.append(run_frame)
+        runs = discover_runs(str(item)) if is_s3(str(item)) or p.is_dir() else []
+        if runs:
+            for run in runs:
+                run_frame = read_evaluations(RunLayout.at(run), judge)
+                for model in run_frame["model"].unique():
+                    if str(model) in owners:
+                        raise WbrayError(f"model {model!r} appears twice: {owners[str(model)]} and {run}")
+                    owners[str(model)] = run
+                frames.append(run_frame)
+        elif is_s3(str(item)):
+            raise WbrayError(f"{item}: no wbray run (manifest.json) under this prefix")
         elif p.is_file():
             files.append(p)
         elif p.is_dir():

@@ -26,8 +26,9 @@ def _atomic(path: str | Path) -> tuple[Path, Path]:
     return target, target.with_name(f".{target.name}.tmp")
 
 
-def write_xlsx(board: Leaderboard, path: str | Path) -> Path:
-    """Write the workbook: upstream's table (1-10) first, then x10, languages, failures, per query."""
+def write_xlsx(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None = None) -> Path:
+    """Write the workbook: upstream's table (1-10) first, then x10, languages, failures, per query
+    (and the token ledger when given)."""
     target, tmp = _atomic(path)
     with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
         board.official.to_excel(writer, sheet_name=SHEET_OFFICIAL, index=False)
@@ -35,11 +36,13 @@ def write_xlsx(board: Leaderboard, path: str | Path) -> Path:
         board.languages.to_excel(writer, sheet_name=SHEET_LANGUAGES, index=False)
         board.failures.to_excel(writer, sheet_name=SHEET_FAILURES, index=False)
         board.per_query.to_excel(writer, sheet_name=SHEET_PER_QUERY, index=False)
+        if ledger is not None and len(ledger):
+            ledger.to_excel(writer, sheet_name="Tokens", index=False)
     os.replace(tmp, target)
     return target
 
 
-def write_csv(board: Leaderboard, path: str | Path) -> Path:
+def write_csv(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None = None) -> Path:
     """Write upstream's table (1-10 scale, same columns as the first Excel sheet) as CSV."""
     target, tmp = _atomic(path)
     board.official.to_csv(tmp, index=False)
@@ -82,7 +85,7 @@ def summary_rows(board: Leaderboard, short: bool = False) -> tuple[list[str], li
     return header, [rows[i] for i in order]
 
 
-def to_markdown(board: Leaderboard) -> str:
+def to_markdown(board: Leaderboard, ledger: pd.DataFrame | None = None) -> str:
     """A Markdown report: the x10 leaderboard, then subdomains and failures."""
     header, rows = summary_rows(board)
     lines = [
@@ -106,12 +109,17 @@ def to_markdown(board: Leaderboard) -> str:
     lines.append("|---|" + "---:|" * (len(board.failures.columns) - 1))
     for rec in board.failures.itertuples(index=False):
         lines.append("| " + " | ".join(str(v) for v in rec) + " |")
+    if ledger is not None and len(ledger):
+        lines += ["", "## Tokens", "", "| " + " | ".join(ledger.columns) + " |"]
+        lines.append("|---|" + "---:|" * (len(ledger.columns) - 1))
+        for rec in ledger.itertuples(index=False):
+            lines.append("| " + " | ".join(str(v) for v in rec) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(board: Leaderboard, path: str | Path) -> Path:
+def write_markdown(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None = None) -> Path:
     target, tmp = _atomic(path)
-    tmp.write_text(to_markdown(board), encoding="utf-8")
+    tmp.write_text(to_markdown(board, ledger), encoding="utf-8")
     os.replace(tmp, target)
     return target
 
@@ -144,3 +152,38 @@ def rich_tables(board: Leaderboard) -> list[Any]:
             table.add_row(*(r[i] for i in cols))
         tables.append(table)
     return tables
+
+
+def write_html(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None = None) -> Path:
+    """Write the self-contained HTML report (tables and inline SVG plots)."""
+    from wbray.aggregate._html import to_html
+
+    target, tmp = _atomic(path)
+    tmp.write_text(to_html(board, ledger), encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+#: Every report format, by file name, in the order they are written.
+REPORT_WRITERS = {
+    "leaderboard.xlsx": write_xlsx,
+    "leaderboard.md": write_markdown,
+    "leaderboard.csv": write_csv,
+    "leaderboard.html": write_html,
+}
+
+
+def write_reports(board: Leaderboard, out_uri: str, ledger: pd.DataFrame | None = None) -> list[str]:
+    """Write every report format into ``out_uri`` (a local directory or an s3:// prefix)."""
+    import tempfile
+
+    from wbray.storage import join, write_bytes
+
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, writer in REPORT_WRITERS.items():
+            local = writer(board, Path(tmp) / name, ledger)
+            uri = join(out_uri, name)
+            write_bytes(uri, local.read_bytes())
+            written.append(uri)
+    return written

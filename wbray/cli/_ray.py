@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ def ray_session(cfg: RayConfig, address: str | None = None) -> Iterator[None]:
                 address=target, log_to_driver=False, runtime_env={"env_vars": env_vars} if env_vars else None
             )
         started = True
+    # Ray Data's per-dataset INFO lines drown the progress display; warnings still show.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     # Without this a stage that cannot get resources waits 30 minutes before failing.

@@ -80,8 +80,10 @@ def _execute(args: argparse.Namespace, generate: bool) -> int:
 
     from wbray.cli._progress import RunProgress
     from wbray.cli._ray import ray_session
+    from wbray.storage import check_destination
 
     config, bench, out = _prepare(args)
+    check_destination(out)  # a missing bucket or bad credentials fail before Ray even starts
     console = Console(stderr=True)
     verb = "run" if generate else "score"
     console.print(f"wbray {verb}: {len(bench.queries)} queries, data {bench.data_version}, out {out}")
@@ -94,12 +96,10 @@ def _execute(args: argparse.Namespace, generate: bool) -> int:
 
 
 def _report(summary: Any, bench: Any, console: Any) -> int:
-    import tempfile
-
     from rich.console import Console
 
-    from wbray.aggregate import aggregate, rich_tables, write_csv, write_markdown, write_xlsx
-    from wbray.storage import RunLayout, read_evaluations, write_bytes
+    from wbray.aggregate import aggregate, rich_tables, write_reports
+    from wbray.storage import RunLayout, read_evaluations, token_ledger
 
     layout = RunLayout.at(summary.root)
     evaluations = read_evaluations(layout, summary.judge, indices=set(bench.by_index), models=summary.models)
@@ -107,14 +107,7 @@ def _report(summary: Any, bench: Any, console: Any) -> int:
         console.print("[yellow]no scores to aggregate[/]")
         return 0
     board = aggregate(evaluations, bench.queries, bench.requirements)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, writer in (
-            ("leaderboard.xlsx", write_xlsx),
-            ("leaderboard.md", write_markdown),
-            ("leaderboard.csv", write_csv),
-        ):
-            local = writer(board, Path(tmp) / name)
-            write_bytes(layout.report(f"{summary.judge}/{name}"), local.read_bytes())
+    write_reports(board, layout.report(summary.judge), token_ledger(layout, summary.judge))
     out = Console() if Console().is_terminal else Console(width=160)
     for table in rich_tables(board):
         out.print(table)

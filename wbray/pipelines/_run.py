@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy
 
-from wbray import __version__
+from wbray import __version__, env
 from wbray.config import (
     CandidateConfig,
     EngineConfig,
@@ -50,7 +51,15 @@ from wbray.pipelines._stages import (
 from wbray.prompts import JudgeTemplate, load_judge_template
 from wbray.steps import candidate_sampling, generation_rows, scoring_rows
 from wbray.steps.scoring import judge_messages
-from wbray.storage import RunLayout, read_generations, read_manifest, read_scores, write_manifest
+from wbray.storage import (
+    RunLayout,
+    check_destination,
+    commit_stage,
+    read_generations,
+    read_manifest,
+    read_scores,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +97,23 @@ def _pool_kwargs(resources: StageResources, default_batch: int) -> dict[str, Any
     max_size = max(resources.max_actors or resources.actors, resources.actors)
     return {
         "compute": ActorPoolStrategy(min_size=resources.actors, max_size=max_size),
+        "runtime_env": _storage_runtime_env(),
         "num_cpus": resources.num_cpus,
         "num_gpus": resources.num_gpus or None,
         "batch_size": resources.batch_size or default_batch,
         "batch_format": "pandas",
     }
+
+
+def _storage_runtime_env() -> dict[str, Any] | None:
+    """Storage settings the stage workers need (endpoint, region, addressing style).
+
+    Credentials are deliberately not copied: workers get them from the standard AWS chain of
+    their own environment (inherited locally; instance roles or secrets on a real cluster).
+    """
+    names = (*env.AWS_SETTINGS, env.WBRAY_S3_ADDRESSING_STYLE)
+    found = {k: v for k in names if (v := os.environ.get(k))}
+    return {"env_vars": found} if found else None
 
 
 def _check_resources(stages: Sequence[tuple[str, StageResources]]) -> None:
@@ -229,6 +250,7 @@ def run_evaluation(
     if generate and not config.candidates:
         raise ConfigError("no candidates: list the models to evaluate under `candidates:`")
     started = time.time()
+    check_destination(out)  # a missing bucket or bad credentials fail here, before any work
     layout = RunLayout.at(out)
     template = judge_template_for(config, bench)
     queries = bench.by_index
@@ -344,6 +366,11 @@ def run_evaluation(
             for _ in ds.iter_batches(batch_size=None, batch_format="pandas"):
                 pass
 
+    # Seal every stage this run touched, then write the manifest: the manifest comes last.
+    for _, model, _, _ in plans:
+        if generate:
+            commit_stage(layout.generations(model))
+        commit_stage(layout.scores(judge.name, model))
     finished = time.time()
     counts = _counts(layout, judge.name)
     manifest.update({"status": "complete", "finished_at": finished, "wall_s": finished - started, **counts})

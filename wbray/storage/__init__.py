@@ -2,7 +2,10 @@
 
 from wbray.storage._fs import (
     Location,
+    check_destination,
+    delete,
     exists,
+    is_s3,
     join,
     list_files,
     locate,
@@ -12,29 +15,38 @@ from wbray.storage._fs import (
     write_bytes,
     write_parquet,
 )
-from wbray.storage._layout import MANIFEST, RunLayout
+from wbray.storage._layout import COMMIT_MARKER, MANIFEST, RunLayout
 from wbray.storage._results import (
     GENERATION_FIELDS,
     SCORE_FIELDS,
+    commit_stage,
+    discover_runs,
     is_run,
     judges,
     read_evaluations,
     read_generations,
     read_manifest,
     read_scores,
+    token_ledger,
     write_generations,
     write_manifest,
     write_scores,
 )
 
 __all__ = [
+    "COMMIT_MARKER",
     "GENERATION_FIELDS",
     "MANIFEST",
     "SCORE_FIELDS",
     "Location",
     "RunLayout",
+    "check_destination",
+    "commit_stage",
+    "delete",
+    "discover_runs",
     "exists",
     "is_run",
+    "is_s3",
     "join",
     "judges",
     "list_files",
@@ -46,6 +58,7 @@ __all__ = [
     "read_manifest",
     "read_parquet",
     "read_scores",
+    "token_ledger",
     "write_bytes",
     "write_generations",
     "write_manifest",

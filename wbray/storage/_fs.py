@@ -1,25 +1,133 @@
 """One storage layer for every path wbray reads or writes: a local path, ``file://`` or ``s3://``.
 
-Everything goes through pyarrow's filesystems, which Ray Data uses too, so a URI means the same
-thing to the driver, to Ray workers and to Parquet readers. Writes are atomic: a local file is
-written beside its target and renamed into place; an object store PUT is atomic by itself. A crashed
-writer therefore never leaves a half-written file under its final name.
+Parquet goes through pyarrow's filesystems (what Ray Data uses too), so a URI means the same thing
+to the driver, to Ray workers and to Parquet readers; on S3, manifests, listings and other small
+objects go through boto3. S3 settings come only from the standard environment — ``AWS_ENDPOINT_URL``
+(MinIO, Ceph, moto), ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``WBRAY_S3_ADDRESSING_STYLE`` — and
+credentials only from the standard AWS chain (env, profile, instance role): never from config,
+never logged.
+
+Writes are atomic: a local file is written beside its target and renamed into place; an object
+store PUT is atomic by itself. A crashed writer never leaves a half-written file under its name.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import posixpath
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from wbray import env
 from wbray.errors import WbrayError
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.fs as pafs
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where S3 requests go (from the environment; see the module docstring)."""
+
+    endpoint_url: str | None
+    region: str
+    addressing_style: str
+    #: A hash of the credential variables, so cached clients follow credential changes (never the
+    #: credentials themselves).
+    auth_id: str = ""
+
+    @classmethod
+    def from_env(cls) -> S3Settings:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        style = env.get(env.WBRAY_S3_ADDRESSING_STYLE) or "auto"
+        if style not in ("auto", "path", "virtual"):
+            raise WbrayError(f"{env.WBRAY_S3_ADDRESSING_STYLE}={style!r}: use auto, path or virtual")
+        creds = "\0".join(
+            os.environ.get(k, "")
+            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+        )
+        auth_id = hashlib.sha256(creds.encode("utf-8")).hexdigest()[:12]
+        return cls(endpoint, region, style, auth_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(settings: S3Settings) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    cfg = Config(
+        s3={"addressing_style": settings.addressing_style},
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=cfg)
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_filesystem(settings: S3Settings) -> pafs.FileSystem:
+    import pyarrow.fs as pafs
+
+    kwargs: dict[str, Any] = {"region": settings.region, "connect_timeout": 5, "request_timeout": 60}
+    if settings.endpoint_url:
+        scheme, _, host = settings.endpoint_url.partition("://")
+        kwargs["endpoint_override"] = host.rstrip("/") if host else scheme
+        kwargs["scheme"] = scheme if host else "https"
+    if settings.addressing_style == "virtual":
+        kwargs["force_virtual_addressing"] = True
+    return pafs.S3FileSystem(**kwargs)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key/part`` -> (``bucket``, ``key/part``)."""
+    rest = uri.removeprefix("s3://")
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise WbrayError(f"{uri}: an s3:// URI needs a bucket (s3://bucket/prefix)")
+    return bucket, key
+
+
+def _s3_error(uri: str, exc: Exception) -> WbrayError:
+    """One clear line for the S3 failures a user can fix."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    bucket, _ = split_s3(uri)
+    endpoint = S3Settings.from_env().endpoint_url or "the AWS default endpoint"
+    if isinstance(exc, NoCredentialsError):
+        return WbrayError(
+            f"{uri}: no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role)"
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return WbrayError(
+            f"{uri}: cannot reach the S3 endpoint {endpoint} (is the server up? AWS_ENDPOINT_URL?)"
+        )
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchBucket", "404") and not exc.response.get("Error", {}).get("Key"):
+            return WbrayError(f"{uri}: bucket {bucket!r} does not exist at {endpoint}")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"):
+            return WbrayError(f"{uri}: access denied by {endpoint} ({code}); check the AWS credentials")
+        return WbrayError(f"{uri}: S3 error {code or type(exc).__name__}")
+    return WbrayError(f"{uri}: S3 request failed ({type(exc).__name__}: {exc})")
+
+
+def _s3_call(uri: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return fn(*args, **kwargs)
+    except (BotoCoreError, ClientError) as exc:
+        raise _s3_error(uri, exc) from None
+
+
+def is_s3(uri: str) -> bool:
+    return normalize_uri(uri).startswith("s3://")
 
 
 @dataclass(frozen=True)
@@ -55,11 +163,22 @@ def locate(uri: str | os.PathLike[str]) -> Location:
     scheme = norm.split("://", 1)[0]
     if scheme != "s3":
         raise WbrayError(f"{norm}: unsupported URI scheme {scheme!r} (use a local path, file:// or s3://)")
+    bucket, key = split_s3(norm)
+    return Location(norm, _s3_filesystem(S3Settings.from_env()), f"{bucket}/{key}".rstrip("/"))
+
+
+def check_destination(uri: str) -> None:
+    """Fail early, with one clear line, when ``uri`` cannot be written (missing bucket, bad
+    credentials, unreachable endpoint), before any work starts."""
+    norm = normalize_uri(uri)
+    if is_s3(norm):
+        bucket, _ = split_s3(norm)
+        _s3_call(norm, _s3_client(S3Settings.from_env()).head_bucket, Bucket=bucket)
+        return
     try:
-        fs, path = pafs.FileSystem.from_uri(norm)
-    except Exception as exc:  # pyarrow raises ArrowInvalid and friends
-        raise WbrayError(f"{norm}: cannot open ({exc})") from None
-    return Location(norm, fs, path)
+        Path(norm).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WbrayError(f"{norm}: cannot create the directory ({exc.strerror})") from None
 
 
 def join(uri: str, *parts: str) -> str:
@@ -69,56 +188,97 @@ def join(uri: str, *parts: str) -> str:
 
 
 def exists(uri: str) -> bool:
-    import pyarrow.fs as pafs
+    """Whether a file (object) exists at ``uri``."""
+    norm = normalize_uri(uri)
+    if is_s3(norm):
+        from botocore.exceptions import ClientError
 
-    loc = locate(uri)
-    return bool(loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound)
+        bucket, key = split_s3(norm)
+        try:
+            _s3_client(S3Settings.from_env()).head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise _s3_error(norm, exc) from None
+        except Exception as exc:
+            raise _s3_error(norm, exc) from None
+        return True
+    return Path(norm).exists()
 
 
 def read_bytes(uri: str) -> bytes:
-    loc = locate(uri)
+    norm = normalize_uri(uri)
+    if is_s3(norm):
+        bucket, key = split_s3(norm)
+        body = _s3_call(norm, _s3_client(S3Settings.from_env()).get_object, Bucket=bucket, Key=key)["Body"]
+        return bytes(body.read())
     try:
-        with loc.fs.open_input_stream(loc.path) as fh:
-            return bytes(fh.read())
+        return Path(norm).read_bytes()
     except FileNotFoundError:
         raise WbrayError(f"{uri}: not found") from None
 
 
 def write_bytes(uri: str, data: bytes) -> None:
     """Write ``data`` to ``uri`` atomically."""
-    loc = locate(uri)
-    parent = posixpath.dirname(loc.path)
-    if loc.is_local:
-        loc.fs.create_dir(parent, recursive=True)
-        tmp = posixpath.join(parent, f".{posixpath.basename(loc.path)}.{uuid.uuid4().hex[:8]}.tmp")
-        with loc.fs.open_output_stream(tmp) as fh:
-            fh.write(data)
-        os.replace(tmp, loc.path)
-    else:
-        with loc.fs.open_output_stream(loc.path) as fh:
-            fh.write(data)
+    norm = normalize_uri(uri)
+    if is_s3(norm):
+        bucket, key = split_s3(norm)
+        _s3_call(norm, _s3_client(S3Settings.from_env()).put_object, Bucket=bucket, Key=key, Body=data)
+        return
+    target = Path(norm)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def delete(uri: str) -> None:
+    """Remove one file (object); a missing one is fine."""
+    norm = normalize_uri(uri)
+    if is_s3(norm):
+        bucket, key = split_s3(norm)
+        _s3_call(norm, _s3_client(S3Settings.from_env()).delete_object, Bucket=bucket, Key=key)
+        return
+    Path(norm).unlink(missing_ok=True)
 
 
 def list_files(uri: str, suffix: str = "") -> list[str]:
     """Files under ``uri`` (recursive) ending in ``suffix``, as sorted URIs; hidden temp files skipped."""
-    import pyarrow.fs as pafs
-
-    loc = locate(uri)
-    info = loc.fs.get_file_info(loc.path)
-    if info.type == pafs.FileType.NotFound:
-        return []
-    selector = pafs.FileSelector(loc.path, recursive=True, allow_not_found=True)
+    norm = normalize_uri(uri)
     out = []
-    for item in loc.fs.get_file_info(selector):
-        name = posixpath.basename(item.path)
-        if item.type == pafs.FileType.File and name.endswith(suffix) and not name.startswith("."):
-            rel = posixpath.relpath(item.path, loc.path)
-            out.append(join(uri, rel))
+    if is_s3(norm):
+        bucket, key = split_s3(norm)
+        prefix = f"{key.rstrip('/')}/" if key else ""
+        pages = (
+            _s3_client(S3Settings.from_env())
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=prefix)
+        )
+        try:
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    name = posixpath.basename(obj["Key"])
+                    if name.endswith(suffix) and not name.startswith("."):
+                        out.append(f"s3://{bucket}/{obj['Key']}")
+        except Exception as exc:
+            raise _s3_error(norm, exc) from None
+        return sorted(out)
+    root = Path(norm)
+    if not root.is_dir():
+        return []
+    for path in root.rglob(f"*{suffix}"):
+        if path.is_file() and not path.name.startswith("."):
+            out.append(str(path))
     return sorted(out)
 
 
 def write_parquet(uri: str, table: pa.Table) -> None:
-    """Write one Parquet file atomically."""
+    """Write one Parquet file atomically.
+
+    A part is one batch (kilobytes to a few megabytes), so it is serialised in memory and stored
+    with a single PUT: atomic on every S3-compatible store, where pyarrow's streaming writer uses
+    multipart uploads that some stores (and moto) complete unreliably.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -4,7 +4,9 @@
 
     <run>/manifest.json                                   written first (running) and last (complete)
     <run>/generations/model=<m>/part-<hash>.parquet       one file per finished batch
+    <run>/generations/model=<m>/_COMMITTED.json           written when the stage completes
     <run>/scores/judge=<j>/model=<m>/part-<hash>.parquet  one file per finished batch
+    <run>/scores/judge=<j>/model=<m>/_COMMITTED.json
     <run>/reports/                                        leaderboard outputs
 
 Partitions are Hive-style (``key=value``), so DuckDB, pandas and polars read the results directly.
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from wbray.storage._fs import join, normalize_uri
 
 MANIFEST = "manifest.json"
+#: Written last into a stage directory; lists the parts that make the stage complete.
+COMMIT_MARKER = "_COMMITTED.json"
 
 
 @dataclass(frozen=True)

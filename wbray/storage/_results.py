@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from wbray.config import content_hash
 from wbray.errors import WbrayError
-from wbray.storage._fs import exists, list_files, read_bytes, read_parquet, write_bytes, write_parquet
-from wbray.storage._layout import RunLayout
+from wbray.storage._fs import exists, join, list_files, read_bytes, read_parquet, write_bytes, write_parquet
+from wbray.storage._layout import COMMIT_MARKER, RunLayout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,25 +117,57 @@ def _dedupe(table: pa.Table | None) -> pa.Table | None:
     return table.filter(keep).drop_columns(["__i"])
 
 
-def _read_rows(root: str, columns: list[str] | None) -> pa.Table | None:
+def commit_stage(directory: str) -> int:
+    """Seal a stage directory: write its marker (listing its parts) last. Returns the part count.
+
+    Readers that want only complete results (aggregation, export) read just the parts a marker
+    lists, so parts left by a crashed writer never read as complete.
+    """
+    parts = [uri.rsplit("/", 1)[-1] for uri in list_files(directory, ".parquet")]
+    write_bytes(join(directory, COMMIT_MARKER), json.dumps({"parts": parts}).encode("utf-8"))
+    return len(parts)
+
+
+def _committed(root: str) -> list[str]:
+    out = []
+    for marker in list_files(root, COMMIT_MARKER):
+        directory = marker.rsplit("/", 1)[0]
+        try:
+            listed = json.loads(read_bytes(marker))["parts"]
+        except (ValueError, KeyError, TypeError):
+            raise WbrayError(f"{marker}: damaged commit marker (expected {{'parts': [...]}})") from None
+        out += [f"{directory}/{name}" for name in listed]
+    return sorted(out)
+
+
+def _read_rows(root: str, columns: list[str] | None, committed_only: bool = False) -> pa.Table | None:
     # row_id is always read: de-duplication needs it, even when the caller did not ask for it.
     wanted = None if columns is None else list(dict.fromkeys(["row_id", *columns]))
-    table = _dedupe(read_parquet(list_files(root, ".parquet"), wanted))
+    parts = _committed(root) if committed_only else list_files(root, ".parquet")
+    table = _dedupe(read_parquet(parts, wanted))
     if table is not None and columns is not None and "row_id" not in columns:
         table = table.drop_columns(["row_id"])
     return table
 
 
-def read_generations(layout: RunLayout, columns: list[str] | None = None) -> pa.Table | None:
-    """Every stored generation row of the run (all models), one per row_id."""
-    return _read_rows(layout.generations_root, columns)
+def read_generations(
+    layout: RunLayout, columns: list[str] | None = None, committed_only: bool = False
+) -> pa.Table | None:
+    """Stored generation rows of the run (all models), one per row_id.
+
+    ``committed_only`` reads only parts of sealed stages (see :func:`commit_stage`).
+    """
+    return _read_rows(layout.generations_root, columns, committed_only)
 
 
 def read_scores(
-    layout: RunLayout, judge: str | None = None, columns: list[str] | None = None
+    layout: RunLayout,
+    judge: str | None = None,
+    columns: list[str] | None = None,
+    committed_only: bool = False,
 ) -> pa.Table | None:
     """Stored score rows of the run (one judge, or all), one per row_id."""
-    return _read_rows(layout.scores(judge) if judge else layout.scores_root, columns)
+    return _read_rows(layout.scores(judge) if judge else layout.scores_root, columns, committed_only)
 
 
 def judges(layout: RunLayout) -> list[str]:
@@ -176,8 +208,9 @@ def read_evaluations(
     judge: str | None = None,
     indices: set[int] | None = None,
     models: Sequence[str] | None = None,
+    committed_only: bool = True,
 ) -> pd.DataFrame:
-    """A run's score rows as the evaluations table aggregation consumes (one judge).
+    """A run's committed score rows as the evaluations table aggregation consumes (one judge).
 
     ``judge`` may be omitted when the run holds exactly one judge.
     """
@@ -194,7 +227,7 @@ def read_evaluations(
         if not found:
             return pd.DataFrame(columns=list(EVAL_COLUMNS))
         judge = found[0]
-    table = read_scores(layout, judge, list(EVAL_COLUMNS))
+    table = read_scores(layout, judge, list(EVAL_COLUMNS), committed_only=committed_only)
     if table is None:
         return pd.DataFrame(columns=list(EVAL_COLUMNS))
     df = table.to_pandas()
@@ -204,3 +237,30 @@ def read_evaluations(
         df = df[df["model"].isin(list(models))]
     order = ["model", "index", "criterion", "repeat"]
     return df[list(EVAL_COLUMNS)].sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def discover_runs(prefix: str) -> list[str]:
+    """Run roots at or under ``prefix`` (any directory holding a manifest.json), sorted."""
+    from wbray.storage._layout import MANIFEST
+
+    return sorted(
+        {uri.rsplit("/", 1)[0] for uri in list_files(prefix, MANIFEST) if uri.endswith(f"/{MANIFEST}")}
+    )
+
+
+def token_ledger(layout: RunLayout, judge: str | None = None) -> pd.DataFrame:
+    """Tokens per model: spent generating its answers, and spent judging them (committed rows)."""
+    import pandas as pd
+
+    cols = ["model", "prompt_tokens", "completion_tokens"]
+    gens = read_generations(layout, cols, committed_only=True)
+    scores = read_scores(layout, judge, cols, committed_only=True)
+    frames = []
+    for table, prefix in ((gens, "generation"), (scores, "judge")):
+        if table is None:
+            continue
+        df = table.to_pandas().groupby("model", sort=True)[["prompt_tokens", "completion_tokens"]].sum()
+        frames.append(df.add_prefix(f"{prefix}_"))
+    if not frames:
+        return pd.DataFrame(columns=["model"])
+    return pd.concat(frames, axis=1).fillna(0).astype("int64").reset_index()
