@@ -256,6 +256,30 @@ class RayConfig(_Strict):
     )
 
 
+class StorageConfig(_Strict):
+    """S3-compatible storage settings (credentials come only from the standard AWS chain)."""
+
+    endpoint_url: str | None = Field(
+        None,
+        description="S3 endpoint for MinIO/Ceph/moto, e.g. http://minio:9000; default: $AWS_ENDPOINT_URL.",
+    )
+    region: str | None = Field(None, description="S3 region; default: $AWS_REGION / $AWS_DEFAULT_REGION.")
+    addressing_style: Literal["auto", "path", "virtual"] | None = Field(
+        None, description="Bucket addressing; MinIO and Ceph usually need 'path'."
+    )
+
+    def to_env(self) -> dict[str, str]:
+        """The standard variables these settings map to (what boto3, pyarrow and Ray workers read)."""
+        out = {}
+        if self.endpoint_url:
+            out["AWS_ENDPOINT_URL"] = self.endpoint_url
+        if self.region:
+            out["AWS_REGION"] = self.region
+        if self.addressing_style:
+            out["WBRAY_S3_ADDRESSING_STYLE"] = self.addressing_style
+        return out
+
+
 class RunConfig(_Strict):
     """Where results go."""
 
@@ -271,6 +295,7 @@ class WbrayConfig(_Strict):
     judge: JudgeConfig = Field(JudgeConfig(), description="Judging.")
     ray: RayConfig = Field(RayConfig(), description="Ray cluster settings.")
     run: RunConfig = Field(RunConfig(), description="Output location.")
+    storage: StorageConfig = Field(StorageConfig(), description="S3-compatible storage settings.")
 
     @model_validator(mode="before")
     @classmethod

@@ -103,7 +103,7 @@ def aggregate(
     ev["model"] = ev["model"].astype(str)
     ev["index"] = ev["index"].astype("int64")
     ev["score"] = pd.to_numeric(ev["score"], errors="raise").astype("float64")
-    models = list(dict.fromkeys(ev["model"]))
+    models = [str(m) for m in ev["model"].drop_duplicates()]  # first-appearance order, vectorised
     meta = _meta_frame(queries)
     unknown = sorted(set(ev["index"].unique()) - set(meta["index"]))
     if unknown:
@@ -156,11 +156,12 @@ def aggregate(
         if subset is None:
             continue
         r_idx = pd.Index(subset.r_indices, dtype="int64")
+        r_set = set(subset.r_indices)
         req_values[f"{req}_R"] = (
             qscore[qscore["index"].isin(r_idx)].groupby("model", sort=False)["score"].mean()
         )
         pairs = pd.DataFrame(
-            [(i, n) for i, names in subset.c_criteria.items() if i in set(subset.r_indices) for n in names],
+            [(i, n) for i, names in subset.c_criteria.items() if i in r_set for n in names],
             columns=["index", "criterion"],
         ).astype({"index": "int64"})
         c_scores = crit.merge(pairs, on=["index", "criterion"], how="inner")

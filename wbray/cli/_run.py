@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ def _execute(args: argparse.Namespace, generate: bool) -> int:
     from wbray.storage import check_destination
 
     config, bench, out = _prepare(args)
+    # Config wins over the environment; set before Ray starts so workers inherit it too.
+    os.environ.update(config.storage.to_env())
     check_destination(out)  # a missing bucket or bad credentials fail before Ray even starts
     console = Console(stderr=True)
     verb = "run" if generate else "score"

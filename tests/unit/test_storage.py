@@ -1,0 +1,99 @@
+"""Storage layer on local paths: atomic writes, layout, commit markers, run discovery, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+from wbray.config import load_config
+from wbray.errors import WbrayError
+from wbray.storage import (
+    RunLayout,
+    commit_stage,
+    discover_runs,
+    list_files,
+    normalize_uri,
+    read_bytes,
+    read_evaluations,
+    read_scores,
+    write_bytes,
+    write_manifest,
+    write_scores,
+)
+from wbray.storage._fs import S3Settings, _s3_error, split_s3
+
+
+def _score(row_id: str, score: float | None = 5.0) -> dict[str, object]:
+    return {
+        "row_id": row_id,
+        "model": "m",
+        "judge": "j",
+        "index": 1,
+        "criterion": "c",
+        "repeat": 0,
+        "score": score,
+        "status": "ok" if score is not None else "failed",
+    }
+
+
+def test_uris_and_atomic_writes(tmp_path: Path) -> None:
+    assert normalize_uri(f"file://{tmp_path}/x") == f"{tmp_path}/x"
+    assert normalize_uri("s3://bucket/a/b/") == "s3://bucket/a/b"
+    assert split_s3("s3://bucket/a/b") == ("bucket", "a/b")
+    with pytest.raises(WbrayError, match="needs a bucket"):
+        split_s3("s3:///nokey")
+    target = tmp_path / "deep" / "f.bin"
+    write_bytes(str(target), b"one")
+    write_bytes(str(target), b"two")
+    assert read_bytes(str(target)) == b"two"
+    assert list(target.parent.iterdir()) == [target]  # no temp files left behind
+    (target.parent / ".hidden.tmp").write_bytes(b"x")
+    assert list_files(str(tmp_path)) == [str(target)]
+
+
+def test_layout_parts_and_commit_markers(tmp_path: Path) -> None:
+    layout = RunLayout.at(str(tmp_path / "run"))
+    assert layout.scores("j", "m").endswith("/scores/judge=j/model=m")
+    first = write_scores(layout, "j", "m", [_score("a"), _score("b")])
+    assert first == write_scores(layout, "j", "m", [_score("b"), _score("a")])  # same rows, same part
+    write_manifest(layout, {"status": "running"})
+    assert read_evaluations(layout, "j").empty  # not committed: readers ignore it
+    assert len(read_scores(layout, "j")) == 2  # the resume path still sees it
+    assert commit_stage(layout.scores("j", "m")) == 1
+    write_scores(layout, "j", "m", [_score("c", None)])  # written after the seal: not part of it
+    ev = read_evaluations(layout, "j")
+    assert sorted(ev["score"]) == [5.0, 5.0]
+    assert discover_runs(str(tmp_path)) == [layout.root]
+
+
+def test_storage_config_maps_to_standard_variables() -> None:
+    cfg = load_config(
+        None, ["storage={endpoint_url: 'http://minio:9000', region: eu-west-1, addressing_style: path}"]
+    )
+    assert cfg.storage.to_env() == {
+        "AWS_ENDPOINT_URL": "http://minio:9000",
+        "AWS_REGION": "eu-west-1",
+        "WBRAY_S3_ADDRESSING_STYLE": "path",
+    }
+
+
+def test_s3_settings_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WBRAY_S3_ADDRESSING_STYLE", "path")
+    s = S3Settings.from_env()
+    assert s.endpoint_url == "http://127.0.0.1:9" and s.addressing_style == "path"
+    assert "SECRET" not in repr(s) and len(s.auth_id) == 12
+    monkeypatch.setenv("WBRAY_S3_ADDRESSING_STYLE", "sideways")
+    with pytest.raises(WbrayError, match="use auto, path or virtual"):
+        S3Settings.from_env()
+    monkeypatch.delenv("WBRAY_S3_ADDRESSING_STYLE")
+    missing = ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadBucket")
+    assert "bucket 'b' does not exist" in str(_s3_error("s3://b/x", missing))
+    denied = ClientError({"Error": {"Code": "InvalidAccessKeyId"}}, "HeadBucket")
+    assert "check the AWS credentials" in str(_s3_error("s3://b/x", denied))
+    assert "cannot reach the S3 endpoint http://127.0.0.1:9" in str(
+        _s3_error("s3://b/x", EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    )
+    assert "no AWS credentials" in str(_s3_error("s3://b/x", NoCredentialsError()))
