@@ -42,6 +42,23 @@ def _jsonl_objects(path: Path, defects: list[Defect]) -> Iterator[tuple[int, dic
             )
 
 
+def _unique_index(
+    obj: dict[str, Any], path: Path, lineno: int, seen: dict[int, int], defects: list[Defect]
+) -> int | None:
+    """The row's ``index`` when it is an integer not seen before in this file (else a defect)."""
+    index = obj.get("index")
+    if isinstance(index, bool) or not isinstance(index, int):
+        defects.append(Defect(str(path), lineno, "index", f"must be an integer, got {index!r}"))
+        return None
+    if index in seen:
+        defects.append(
+            Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})")
+        )
+        return None
+    seen[index] = lineno
+    return index
+
+
 def _valid_score(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -64,16 +81,9 @@ def read_upstream_scores(path: str | Path, model: str | None = None) -> pd.DataF
     rows: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
     for lineno, obj in _jsonl_objects(path, defects):
-        index = obj.get("index")
-        if isinstance(index, bool) or not isinstance(index, int):
-            defects.append(Defect(str(path), lineno, "index", f"must be an integer, got {index!r}"))
+        index = _unique_index(obj, path, lineno, seen, defects)
+        if index is None:
             continue
-        if index in seen:
-            defects.append(
-                Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})")
-            )
-            continue
-        seen[index] = lineno
         scores = obj.get("scores")
         if not isinstance(scores, dict):
             defects.append(Defect(str(path), lineno, "scores", "must be an object of criterion -> list"))
@@ -270,21 +280,15 @@ def read_upstream_responses(path: str | Path) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
     for lineno, obj in _jsonl_objects(path, defects):
-        index, response = obj.get("index"), obj.get("response")
-        if isinstance(index, bool) or not isinstance(index, int):
-            defects.append(Defect(str(path), lineno, "index", f"must be an integer, got {index!r}"))
-            continue
+        response = obj.get("response")
         if not isinstance(response, str):
             defects.append(
                 Defect(str(path), lineno, "response", f"must be a string, got {type(response).__name__}")
             )
             continue
-        if index in seen:
-            defects.append(
-                Defect(str(path), lineno, "index", f"duplicate index {index} (first on line {seen[index]})")
-            )
+        index = _unique_index(obj, path, lineno, seen, defects)
+        if index is None:
             continue
-        seen[index] = lineno
         rows.append({"model": model, "index": index, "response": response, "status": "ok", "error": None})
     fail_path = path.parent.parent / FAILURES_DIR / f"{model}.responses.jsonl"
     if path.parent.name == RESPONSES_DIR and fail_path.is_file():
