@@ -11,8 +11,9 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -148,14 +149,30 @@ class VLLMEngineConfig(_Strict):
         return {"backend": self.backend, "model": self.model, "dtype": self.dtype}
 
 
+class ServeEngineConfig(_Strict):
+    """A model served by `wbray serve` on the same Ray cluster, called through a DeploymentHandle
+    (no HTTP hop; Serve balances the calls over the model's replicas)."""
+
+    backend: Literal["serve"] = Field("serve", description="Backend name.")
+    app: str = Field("wbray", description="Serve application name (the serve config's `name`).")
+    model: str = Field(description="The served model's name (a `models[].name` of the serve config).")
+    max_in_flight: int = Field(16, ge=1, description="Handle calls outstanding at once per engine replica.")
+    batch_size: int = Field(16, ge=1, description="Requests handed to the engine per Ray Data batch.")
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "app": self.app, "model": self.model}
+
+
 EngineConfig = Annotated[
-    TransformersEngineConfig | OpenAIEngineConfig | VLLMEngineConfig, Field(discriminator="backend")
+    TransformersEngineConfig | OpenAIEngineConfig | VLLMEngineConfig | ServeEngineConfig,
+    Field(discriminator="backend"),
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def _check_name(value: str) -> str:
+def check_name(value: str) -> str:
+    """Validate a name used in file names and partitions (models, judges, deployments)."""
     if not _NAME.match(value):
         raise ValueError("use letters, digits, '.', '_' or '-' (it names files and partitions)")
     return value
@@ -174,7 +191,7 @@ class CandidateConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, value: str) -> str:
-        return _check_name(value)
+        return check_name(value)
 
 
 class GenerationConfig(_Strict):
@@ -223,7 +240,7 @@ class JudgeConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, value: str) -> str:
-        return _check_name(value)
+        return check_name(value)
 
     @field_validator("sampling", mode="after")
     @classmethod
@@ -369,19 +386,41 @@ def _explain(exc: ValidationError, source: str, model: type[BaseModel]) -> Confi
     return ConfigError(f"{source}: {dotted}: {err['msg']} (got {err.get('input')!r}){more}")
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+@overload
 def load_config(
-    path: str | Path | None = None,
+    path: str | Path | Mapping[str, Any] | None = None, overrides: list[str] | None = None
+) -> WbrayConfig: ...
+
+
+@overload
+def load_config(
+    path: str | Path | Mapping[str, Any] | None, overrides: list[str] | None, model: type[M]
+) -> M: ...
+
+
+def load_config(
+    path: str | Path | Mapping[str, Any] | None = None,
     overrides: list[str] | None = None,
-    model: type[WbrayConfig] = WbrayConfig,
-) -> WbrayConfig:
-    """Load a config from YAML (or defaults when ``path`` is None) and apply dotted overrides.
+    model: type[BaseModel] = WbrayConfig,
+) -> BaseModel:
+    """Load a config from YAML (or a parsed mapping, or defaults when None) and apply overrides.
+
+    Args:
+        path: A YAML file, an already-parsed mapping (e.g. Serve ``args``), or None for defaults.
+        overrides: Dotted ``key.path=value`` strings applied on top.
+        model: The schema to validate against (default: the evaluation config).
 
     Raises:
         ConfigError: naming the file (or the override) and the key at fault.
     """
     tree: dict[str, Any] = {}
     source = "<defaults>"
-    if path is not None:
+    if isinstance(path, Mapping):
+        tree, source = dict(path), "<args>"
+    elif path is not None:
         source = str(path)
         try:
             text = Path(path).read_text(encoding="utf-8")

@@ -7,6 +7,7 @@ only when that backend is used, with an error naming the extra.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,6 +36,9 @@ class Backend:
 
 
 _BACKENDS: dict[str, Backend] = {}
+#: Backends whose module needs a layer above engines (Ray Serve): imported on first use only, so
+#: ``wbray.engines`` never imports Ray.
+_LAZY_MODULES = {"serve": "wbray.serve._engine"}
 
 
 def register_engine(name: str, *, runs_as_processor: bool = False) -> Callable[[F], F]:
@@ -51,12 +55,13 @@ def register_engine(name: str, *, runs_as_processor: bool = False) -> Callable[[
 
 def get_backend(name: str) -> Backend:
     """The backend registered as ``name`` (ConfigError listing the known ones otherwise)."""
+    if name not in _BACKENDS and name in _LAZY_MODULES:
+        importlib.import_module(_LAZY_MODULES[name])
     try:
         return _BACKENDS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown engine backend {name!r} (known: {', '.join(sorted(_BACKENDS))})"
-        ) from None
+        known = ", ".join(sorted({*_BACKENDS, *_LAZY_MODULES}))
+        raise ConfigError(f"unknown engine backend {name!r} (known: {known})") from None
 
 
 def create_engine(config: Any) -> Engine:
