@@ -89,23 +89,42 @@ def main() -> int:
         assert floor_table.num_rows == rows
 
         t0 = time.perf_counter()
-        board = aggregate(read_evaluations(layout, "judge"), bench.queries, bench.requirements)
+        lean = ["model", "index", "criterion", "repeat", "score", "status"]
+        board = aggregate(read_evaluations(layout, "judge", columns=lean), bench.queries, bench.requirements)
         wbray_s = time.perf_counter() - t0
         assert len(board.official) == n_models
 
         t0 = time.perf_counter()
         domain = {q.index: (q.domain1, q.domain2) for q in bench.queries}
+        reqs = bench.requirements
         for f in sorted(upstream_dir.glob("*.jsonl")):  # calculate_scores.py's loops, per file
-            q_mean, total, n = {}, 0.0, 0
+            q_mean, details, total, n = {}, {}, 0.0, 0
             for line in f.open():
                 rec = json.loads(line)
-                vals = [e["score"] for evs in rec["scores"].values() for e in evs]
+                vals = []
+                details[rec["index"]] = {}
+                for name, evs in rec["scores"].items():
+                    ss = [e["score"] for e in evs]
+                    vals += ss
+                    details[rec["index"]][name] = sum(ss) / len(ss)
                 q_mean[rec["index"]] = sum(vals) / len(vals)
                 total += sum(vals)
                 n += len(vals)
             d1: dict[str, list[float]] = defaultdict(list)
+            d2: dict[str, list[float]] = defaultdict(list)
             for i, s in q_mean.items():
                 d1[domain[i][0]].append(s)
+                d2[domain[i][1]].append(s)
+            for sub in reqs.values():
+                r = [q_mean[i] for i in sub.r_indices if i in q_mean]
+                c = [
+                    details[i][nm]
+                    for i in sub.r_indices
+                    if i in q_mean
+                    for nm in sub.c_criteria.get(i, ())
+                    if nm in details[i]
+                ]
+                _ = (sum(r) / max(len(r), 1), sum(c) / max(len(c), 1))
         upstream_s = time.perf_counter() - t0
 
     result = {

@@ -100,7 +100,12 @@ def aggregate(
     """
     _check_columns(evaluations)
     ev = evaluations[["model", "index", "criterion", "score", "status"]].copy()
-    ev["model"] = ev["model"].astype(str)
+    ev["model"] = pd.Categorical(ev["model"].astype(str))
+    # Criterion names as integer codes: every group-by and join below keys on them, and
+    # hashing ints is far cheaper than hashing a million strings again and again.
+    codes, names = pd.factorize(ev["criterion"].astype(str))
+    ev["criterion"] = codes
+    crit_code = {str(n): i for i, n in enumerate(names)}
     ev["index"] = ev["index"].astype("int64")
     ev["score"] = pd.to_numeric(ev["score"], errors="raise").astype("float64")
     models = [str(m) for m in ev["model"].drop_duplicates()]  # first-appearance order, vectorised
@@ -113,16 +118,17 @@ def aggregate(
             "is --data-dir the benchmark version these scores were made on?"
         )
     known = pd.DataFrame(
-        [(q.index, c.name) for q in queries for c in q.checklist], columns=["index", "criterion"]
-    ).astype({"index": "int64"})
+        [(q.index, crit_code[c.name]) for q in queries for c in q.checklist if c.name in crit_code],
+        columns=["index", "criterion"],
+    ).astype({"index": "int64", "criterion": "int64"})
     pairs = ev[["index", "criterion"]].drop_duplicates().merge(known, how="left", indicator=True)
     strangers = pairs[pairs["_merge"] == "left_only"]
     if len(strangers):
         first = strangers.iloc[0]
         raise WbrayError(
             f"{len(strangers)} scored criteria are not in their query's checklist, e.g. "
-            f"{first['criterion']!r} for query {first['index']}; were these scores made on another "
-            "benchmark version?"
+            f"{names[int(first['criterion'])]!r} for query {first['index']}; were these scores made on "
+            "another benchmark version?"
         )
     ok = ev[ev["status"] == "ok"]
     if ok["score"].isna().any():
@@ -161,9 +167,15 @@ def aggregate(
             qscore[qscore["index"].isin(r_idx)].groupby("model", sort=False)["score"].mean()
         )
         pairs = pd.DataFrame(
-            [(i, n) for i, names in subset.c_criteria.items() if i in r_set for n in names],
+            [
+                (i, crit_code[n])
+                for i, ns in subset.c_criteria.items()
+                if i in r_set
+                for n in ns
+                if n in crit_code
+            ],
             columns=["index", "criterion"],
-        ).astype({"index": "int64"})
+        ).astype({"index": "int64", "criterion": "int64"})
         c_scores = crit.merge(pairs, on=["index", "criterion"], how="inner")
         req_values[f"{req}_C"] = c_scores.groupby("model", sort=False)["score"].mean()
     for col, series in req_values.items():
@@ -239,4 +251,5 @@ def _per_query(ev: pd.DataFrame, qscore: pd.DataFrame, meta: pd.DataFrame) -> pd
     out = counts.merge(qscore[["model", "index", "score", "n_ok"]], on=["model", "index"], how="left")
     out = out.merge(meta, on="index", how="left")
     out["n_ok"] = out["n_ok"].fillna(0).astype("int64")
+    out["model"] = out["model"].astype(str)
     return out[["model", "index", "domain1", "domain2", "lang", "score", "n_ok", "n_failed"]]

@@ -24,6 +24,8 @@ from wbray._jsonl import read_jsonl
 from wbray.errors import DataError, Defect, WbrayError
 from wbray.records import EVAL_COLUMNS
 
+#: What aggregation needs from a run's score rows (reasons and errors stay on disk).
+AGGREGATE_COLUMNS = ("model", "index", "criterion", "repeat", "score", "status")
 SCORES_DIR = "scores"
 RESPONSES_DIR = "responses"
 FAILURES_DIR = "failures"
@@ -178,7 +180,7 @@ def read_score_inputs(inputs: Iterable[str | Path], judge: str | None = None) ->
         runs = discover_runs(str(item)) if is_s3(str(item)) or p.is_dir() else []
         if runs:
             for run in runs:
-                run_frame = read_evaluations(RunLayout.at(run), judge)
+                run_frame = read_evaluations(RunLayout.at(run), judge, columns=AGGREGATE_COLUMNS)
                 for model in run_frame["model"].unique():
                     if str(model) in owners:
                         raise WbrayError(f"model {model!r} appears twice: {owners[str(model)]} and {run}")

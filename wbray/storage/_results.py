@@ -211,14 +211,18 @@ def read_evaluations(
     indices: set[int] | None = None,
     models: Sequence[str] | None = None,
     committed_only: bool = True,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """A run's committed score rows as the evaluations table aggregation consumes (one judge).
 
-    ``judge`` may be omitted when the run holds exactly one judge.
+    ``judge`` may be omitted when the run holds exactly one judge. ``columns`` narrows what is
+    read (aggregation needs no reasons); default: every evaluation column.
     """
     import pandas as pd
 
     from wbray.records import EVAL_COLUMNS
+
+    wanted = list(columns or EVAL_COLUMNS)
 
     if judge is None:
         found = judges(layout)
@@ -227,17 +231,17 @@ def read_evaluations(
                 f"{layout.root}: scores of several judges ({', '.join(found)}); choose one with --judge"
             )
         if not found:
-            return pd.DataFrame(columns=list(EVAL_COLUMNS))
+            return pd.DataFrame(columns=wanted)
         judge = found[0]
-    table = read_scores(layout, judge, list(EVAL_COLUMNS), committed_only=committed_only)
+    table = read_scores(layout, judge, wanted, committed_only=committed_only)
     if table is None:
-        return pd.DataFrame(columns=list(EVAL_COLUMNS))
+        return pd.DataFrame(columns=wanted)
     df = table.to_pandas()
     if indices is not None:
         df = df[df["index"].isin(sorted(indices))]
     if models is not None:
         df = df[df["model"].isin(list(models))]
-    return df[list(EVAL_COLUMNS)].reset_index(drop=True)
+    return df[wanted].reset_index(drop=True)
 
 
 def discover_runs(prefix: str) -> list[str]:
