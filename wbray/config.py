@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, overload
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wbray.errors import ConfigError
 
@@ -178,20 +178,23 @@ def check_name(value: str) -> str:
     return value
 
 
+#: A name used in file names and partitions (models, judges, deployments).
+Name = Annotated[str, AfterValidator(check_name)]
+#: Judge sampling given in a file overrides the paper's judge defaults field by field.
+JudgeSampling = Annotated[SamplingParams, AfterValidator(lambda v: PAPER_JUDGE_SAMPLING.merged(v))]
+#: Generation sampling given in a file overrides the paper's generation defaults field by field.
+GenerationSampling = Annotated[SamplingParams, AfterValidator(lambda v: PAPER_GENERATION_SAMPLING.merged(v))]
+
+
 class CandidateConfig(_Strict):
     """A model under evaluation."""
 
-    name: str = Field(description="Model name in results, file names and partitions.")
+    name: Name = Field(description="Model name in results, file names and partitions.")
     engine: EngineConfig = Field(description="How this model is run.")
     sampling: SamplingParams | None = Field(
         None, description="Overrides of generation.sampling for this model."
     )
     system_prompt: str | None = Field(None, description="Overrides generation.system_prompt for this model.")
-
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, value: str) -> str:
-        return check_name(value)
 
 
 class GenerationConfig(_Strict):
@@ -200,24 +203,18 @@ class GenerationConfig(_Strict):
     system_prompt: str | None = Field(
         None, description="Optional system message; the query is always the single user message."
     )
-    sampling: SamplingParams = Field(
+    sampling: GenerationSampling = Field(
         PAPER_GENERATION_SAMPLING,
         description="Candidate sampling; fields given here override the paper defaults one by one.",
     )
     samples: int = Field(1, ge=1, description="Answers generated per query and model.")
     resources: StageResources = Field(StageResources(), description="The generation actor pool.")
 
-    @field_validator("sampling", mode="after")
-    @classmethod
-    def _over_paper_defaults(cls, value: SamplingParams) -> SamplingParams:
-        # `sampling: {temperature: 0}` changes the temperature only; the other paper settings stay.
-        return PAPER_GENERATION_SAMPLING.merged(value)
-
 
 class JudgeConfig(_Strict):
     """How the judge is run, prompted and sampled."""
 
-    name: str = Field("judge", description="Judge name in results and partitions.")
+    name: Name = Field("judge", description="Judge name in results and partitions.")
     engine: EngineConfig | None = Field(None, description="The judge model; required to score.")
     template: Literal["auto", "official", "builtin"] = Field(
         "auto",
@@ -225,7 +222,7 @@ class JudgeConfig(_Strict):
         "wbray's own wording of the same structure; 'auto' takes official when available.",
     )
     repeats: int = Field(1, ge=1, description="Judge calls per (query, response, criterion).")
-    sampling: SamplingParams = Field(
+    sampling: JudgeSampling = Field(
         PAPER_JUDGE_SAMPLING,
         description="Judge sampling; fields given here override the paper defaults one by one.",
     )
@@ -236,16 +233,6 @@ class JudgeConfig(_Strict):
     reason_max_chars: int = Field(300, ge=1, description="Longest reason the constrained schema allows.")
     max_reasks: int = Field(2, ge=0, description="Extra judge calls after an unparseable reply.")
     resources: StageResources = Field(StageResources(), description="The scoring actor pool.")
-
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, value: str) -> str:
-        return check_name(value)
-
-    @field_validator("sampling", mode="after")
-    @classmethod
-    def _over_paper_defaults(cls, value: SamplingParams) -> SamplingParams:
-        return PAPER_JUDGE_SAMPLING.merged(value)
 
     def reply_schema(self) -> dict[str, Any]:
         """The JSON schema of a judge reply (used for constrained decoding)."""

@@ -16,8 +16,9 @@ from wbray.config import (
     PAPER_JUDGE_SAMPLING,
     EngineConfig,
     JudgeConfig,
+    JudgeSampling,
+    Name,
     SamplingParams,
-    check_name,
     load_config,
 )
 
@@ -107,7 +108,7 @@ class DeploymentSettings(_Strict):
 class ModelDeploymentConfig(_Strict):
     """A chat model served at ``/v1/chat/completions`` under its ``name``."""
 
-    name: str = Field(description="The model name clients send (``model`` in OpenAI requests).")
+    name: Name = Field(description="The model name clients send (``model`` in OpenAI requests).")
     engine: EngineConfig = Field(description="How the model runs (any wbray engine).")
     sampling: SamplingParams = Field(
         SamplingParams(), description="Defaults for sampling fields a request leaves unset."
@@ -119,16 +120,11 @@ class ModelDeploymentConfig(_Strict):
     )
     deployment: DeploymentSettings = Field(DeploymentSettings(), description="Scaling and resources.")
 
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, value: str) -> str:
-        return check_name(value)
-
 
 class CriticConfig(_Strict):
     """The WritingBench critic at ``/v1/score``: renders the judge prompt, asks a served model."""
 
-    name: str = Field("critic", description="Judge name reported in every score.")
+    name: Name = Field("critic", description="Judge name reported in every score.")
     model: str = Field(description="Name of the served model (in ``models``) that judges.")
     template: Literal["auto", "official", "builtin"] = Field(
         "auto",
@@ -145,7 +141,7 @@ class CriticConfig(_Strict):
     )
     reason_max_chars: int = Field(300, ge=1, description="Longest reason the constrained schema allows.")
     max_reasks: int = Field(2, ge=0, description="Extra judge calls after an unparseable reply.")
-    sampling: SamplingParams = Field(
+    sampling: JudgeSampling = Field(
         PAPER_JUDGE_SAMPLING,
         description="Judge sampling; fields given here override the paper defaults one by one.",
     )
@@ -161,16 +157,6 @@ class CriticConfig(_Strict):
         DeploymentSettings(resources=ReplicaResources(num_cpus=0.1)),
         description="Scaling and resources (the critic only renders prompts and waits on the model).",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, value: str) -> str:
-        return check_name(value)
-
-    @field_validator("sampling", mode="after")
-    @classmethod
-    def _over_paper_defaults(cls, value: SamplingParams) -> SamplingParams:
-        return PAPER_JUDGE_SAMPLING.merged(value)
 
     def judge_config(self) -> JudgeConfig:
         """The pipeline's judge settings equivalent to this critic (so scoring logic is shared)."""
@@ -216,7 +202,7 @@ class AuthSettings(_Strict):
 class ServeAppConfig(_Strict):
     """A served wbray application (the file ``wbray serve`` and ``wbray.serve:build_app`` read)."""
 
-    name: str = Field("wbray", description="Serve application name.")
+    name: Name = Field("wbray", description="Serve application name.")
     models: list[ModelDeploymentConfig] = Field(description="Chat models, at least one.", min_length=1)
     critic: CriticConfig | None = Field(None, description="The scoring endpoint; None serves no /v1/score.")
     http: HttpSettings = Field(HttpSettings(), description="HTTP edge.")
@@ -227,11 +213,6 @@ class ServeAppConfig(_Strict):
         ),
         description="The HTTP ingress deployment (auth, validation, routing).",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, value: str) -> str:
-        return check_name(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeAppConfig:
