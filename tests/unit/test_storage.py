@@ -97,3 +97,44 @@ def test_s3_settings_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         _s3_error("s3://b/x", EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
     )
     assert "no AWS credentials" in str(_s3_error("s3://b/x", NoCredentialsError()))
+
+
+def test_token_ledger_and_prices(tmp_path: Path) -> None:
+    from wbray.aggregate import price_ledger
+    from wbray.storage import token_ledger, write_generations
+
+    layout = RunLayout.at(str(tmp_path / "run"))
+    write_generations(
+        layout,
+        "m",
+        [
+            {
+                "row_id": "g",
+                "model": "m",
+                "index": 1,
+                "sample": 0,
+                "status": "ok",
+                "prompt_tokens": 1000,
+                "completion_tokens": 2000,
+            }
+        ],
+    )
+    write_scores(layout, "j", "m", [{**_score("s"), "prompt_tokens": 500_000, "completion_tokens": 10_000}])
+    commit_stage(layout.generations("m"))
+    commit_stage(layout.scores("j", "m"))
+    ledger = token_ledger(layout)
+    row = ledger.set_index("model").loc["m"]
+    assert row["judge"] == "j" and row["generation_completion_tokens"] == 2000
+    assert row["judge_prompt_tokens"] == 500_000
+    priced = price_ledger(
+        ledger,
+        {
+            "m": {"prompt_per_mtok": 1.0, "completion_per_mtok": 4.0},
+            "j": {"prompt_per_mtok": 2.0, "completion_per_mtok": 10.0},
+        },
+    )
+    got = priced.set_index("model").loc["m"]
+    assert got["generation_cost"] == pytest.approx((1000 * 1.0 + 2000 * 4.0) / 1e6)
+    assert got["judge_cost"] == pytest.approx((500_000 * 2.0 + 10_000 * 10.0) / 1e6)
+    unpriced = price_ledger(ledger, {}).set_index("model").loc["m"]
+    assert unpriced["judge_cost"] != unpriced["judge_cost"]  # NaN: unknown, not zero

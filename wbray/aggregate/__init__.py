@@ -13,6 +13,7 @@ from wbray.aggregate._interop import (
     write_upstream_scores,
 )
 from wbray.aggregate._report import (
+    price_ledger,
     rich_tables,
     to_markdown,
     write_csv,
@@ -26,6 +27,7 @@ __all__ = [
     "LEADERBOARD_SCALE",
     "Leaderboard",
     "aggregate",
+    "price_ledger",
     "read_score_inputs",
     "read_upstream_responses",
     "read_upstream_scores",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,23 @@ def write_reports(board: Leaderboard, out_uri: str, ledger: pd.DataFrame | None 
             write_bytes(uri, local.read_bytes())
             written.append(uri)
     return written
+
+
+def price_ledger(ledger: pd.DataFrame, prices: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """Add costs to a token ledger.
+
+    Args:
+        ledger: From :func:`wbray.storage.token_ledger` (columns model, judge, *_tokens).
+        prices: ``{name: {"prompt_per_mtok": x, "completion_per_mtok": y}}`` for candidate models
+            and judges (any currency; per million tokens). Unpriced names get empty costs.
+    """
+    out = ledger.copy()
+    for kind, name_col in (("generation", "model"), ("judge", "judge")):
+        p_in = out[name_col].map(lambda n: prices.get(str(n), {}).get("prompt_per_mtok"))
+        p_out = out[name_col].map(lambda n: prices.get(str(n), {}).get("completion_per_mtok"))
+        if f"{kind}_prompt_tokens" in out:
+            out[f"{kind}_cost"] = (
+                out[f"{kind}_prompt_tokens"] * p_in.astype("float64")
+                + out[f"{kind}_completion_tokens"] * p_out.astype("float64")
+            ) / 1e6
+    return out

@@ -39,6 +39,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--md", help="Write a Markdown report here.")
     p.add_argument("--csv", help="Write upstream's table as CSV here.")
     p.add_argument("--html", help="Write the self-contained HTML report (with plots) here.")
+    p.add_argument(
+        "--prices",
+        help="YAML of {name: {prompt_per_mtok, completion_per_mtok}} for models and judges: adds costs "
+        "to the token ledger.",
+    )
     p.set_defaults(func=_run)
 
 
@@ -69,13 +74,23 @@ def build(
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from wbray.aggregate import rich_tables, write_csv, write_html, write_markdown, write_reports, write_xlsx
+    from wbray.aggregate import (
+        price_ledger,
+        rich_tables,
+        write_csv,
+        write_html,
+        write_markdown,
+        write_reports,
+        write_xlsx,
+    )
 
     if not (args.out or args.xlsx or args.md or args.csv or args.html):
         raise WbrayError(
             "aggregate: give at least one output: --out DIR_OR_S3_PREFIX, --xlsx, --md, --csv or --html"
         )
     board, ledger = build(args.scores, args.data_dir, args.judge)
+    if args.prices and ledger is not None:
+        ledger = price_ledger(ledger, _read_prices(args.prices))
     console = Console()
     if not console.is_terminal:
         # Logs and pipes have no width; rich would assume 80 columns and cut the headers.
@@ -100,3 +115,25 @@ def _run(args: argparse.Namespace) -> int:
             f"[yellow]{failed} failed evaluations excluded from the means (see the Failures sheet)[/]"
         )
     return 0
+
+
+def _read_prices(path: str) -> dict[str, dict[str, float]]:
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise WbrayError(f"{path}: cannot read prices ({exc})") from None
+    if not isinstance(data, dict):
+        raise WbrayError(f"{path}: expected a mapping of name -> {{prompt_per_mtok, completion_per_mtok}}")
+    out: dict[str, dict[str, float]] = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict) or set(entry) - {"prompt_per_mtok", "completion_per_mtok"}:
+            raise WbrayError(f"{path}: {name}: use the keys prompt_per_mtok and completion_per_mtok")
+        try:
+            out[str(name)] = {k: float(v) for k, v in entry.items()}
+        except (TypeError, ValueError):
+            raise WbrayError(f"{path}: {name}: prices must be numbers") from None
+    return out

@@ -254,9 +254,15 @@ def discover_runs(prefix: str) -> list[str]:
 
 
 def token_ledger(layout: RunLayout, judge: str | None = None) -> pd.DataFrame:
-    """Tokens per model: spent generating its answers, and spent judging them (committed rows)."""
+    """Tokens per model: spent generating its answers, and spent judging them (committed rows).
+
+    The ``judge`` column names the judge whose tokens are counted (the only one, when omitted).
+    """
     import pandas as pd
 
+    if judge is None:
+        found = judges(layout)
+        judge = found[0] if len(found) == 1 else None
     cols = ["model", "prompt_tokens", "completion_tokens"]
     gens = read_generations(layout, cols, committed_only=True)
     scores = read_scores(layout, judge, cols, committed_only=True)
@@ -267,5 +273,7 @@ def token_ledger(layout: RunLayout, judge: str | None = None) -> pd.DataFrame:
         df = table.to_pandas().groupby("model", sort=True)[["prompt_tokens", "completion_tokens"]].sum()
         frames.append(df.add_prefix(f"{prefix}_"))
     if not frames:
-        return pd.DataFrame(columns=["model"])
-    return pd.concat(frames, axis=1).fillna(0).astype("int64").reset_index()
+        return pd.DataFrame(columns=["model", "judge"])
+    out = pd.concat(frames, axis=1).fillna(0).astype("int64").reset_index()
+    out.insert(1, "judge", judge or "")
+    return out
