@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(ray_cluster: None, smollm2_dir: Path) -> Iterator[str]:
+def served(ray_cluster: None, smollm2_dir: Path, official_dir: Path) -> Iterator[str]:
     from ray import serve
 
     from wbray.serve import build_application, load_serve_config
@@ -46,6 +46,16 @@ def served(ray_cluster: None, smollm2_dir: Path) -> Iterator[str]:
                     "deployment": {"resources": {"num_cpus": 0.5}},
                 }
             ],
+            # The critic endpoint, judging with the same template, schema and sampling as below.
+            "critic": {
+                "model": "judge-lm",
+                "template": "official",
+                "data_dir": str(official_dir),
+                "constrained": True,
+                "reason_max_chars": 30,
+                "max_reasks": 2,
+                "sampling": {"temperature": 0, "max_tokens": 136},
+            },
         }
     )
     serve.run(build_application(app), name=APP, route_prefix="/", blocking=False)
@@ -102,3 +112,16 @@ def test_served_judge_matches_in_pipeline_judge(
         a = aggregate(frames["local"], bench.queries, bench.requirements).official
         b = aggregate(frames[j], bench.queries, bench.requirements).official
         pd.testing.assert_frame_equal(a, b)
+
+    # The critic endpoint (/v1/score), asked about the same answer, gives the same verdicts.
+    import requests
+
+    from wbray.storage import read_generations
+
+    answer = read_generations(layout).to_pandas()["response"].iloc[0]
+    body = {"index": shortest.index, "data_version": full.data_version, "response": answer, "criteria": "all"}
+    r = requests.post(f"{served.removesuffix('/v1')}/v1/score", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    got = {c["criterion"]: (c["score"], c["reason"], c["status"]) for c in r.json()["items"][0]["results"]}
+    want = {row.criterion: (row.score, row.reason, row.status) for row in frames["local"].itertuples()}
+    assert got == want
