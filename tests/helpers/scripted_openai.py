@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -384,3 +385,33 @@ class ScriptedOpenAIServer:
             with self._lock:
                 self.errors.append(problem)
             return status(418, f"scripted server: {problem}")
+
+
+def api_run_config(
+    tmp: Path, base_url: str, *, max_retries: int = 1, timeout_s: float = 120.0, max_reasks: int = 2
+) -> Path:
+    """A run config whose candidate and judge are OpenAI-compatible engines on ``base_url``.
+
+    Both stages reserve a quarter CPU: the work happens in the scripted server, not in the actors.
+    """
+    engine = (
+        f"{{backend: openai, base_url: '{base_url}', model: m, max_retries: {max_retries}, "
+        f"initial_backoff_s: 0.01, timeout_s: {timeout_s}}}"
+    )
+    path = tmp / "cfg.yaml"
+    path.write_text(
+        f"""
+data: {{data_dir: example}}
+candidates:
+  - name: api-model
+    engine: {engine}
+generation:
+  resources: {{actors: 1, num_cpus: 0.25}}
+judge:
+  name: api-judge
+  engine: {engine}
+  max_reasks: {max_reasks}
+  resources: {{actors: 1, num_cpus: 0.25}}
+"""
+    )
+    return path

@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.scripted_openai import ScriptedOpenAIServer, malformed, reply, sleep, status
+from tests.helpers.scripted_openai import (
+    ScriptedOpenAIServer,
+    api_run_config,
+    malformed,
+    reply,
+    sleep,
+    status,
+)
 from wbray.aggregate import aggregate
 from wbray.config import load_config
 from wbray.dataset import load_benchmark
@@ -57,26 +64,7 @@ def test_faults_become_failure_rows(ray_cluster: None, tmp_path: Path) -> None:
         return reply("Score: ten out of ten!")  # never parses
 
     with ScriptedOpenAIServer(script) as srv:
-        cfg = tmp_path / "cfg.yaml"
-        engine = (
-            f"{{backend: openai, base_url: '{srv.base_url}', model: m, max_retries: 2, "
-            "initial_backoff_s: 0.01, timeout_s: 1.0}"
-        )
-        cfg.write_text(
-            f"""
-data: {{data_dir: example}}
-candidates:
-  - name: api-model
-    engine: {engine}
-generation:
-  resources: {{actors: 1, num_cpus: 0.25}}
-judge:
-  name: api-judge
-  engine: {engine}
-  max_reasks: 1
-  resources: {{actors: 1, num_cpus: 0.25}}
-"""
-        )
+        cfg = api_run_config(tmp_path, srv.base_url, max_retries=2, timeout_s=1.0, max_reasks=1)
         config = load_config(cfg)
         out = tmp_path / "run"
         run_evaluation(config, bench, str(out))  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TEST_AWS_SECRET
-from tests.helpers.scripted_openai import ScriptedOpenAIServer, reply
+from tests.helpers.scripted_openai import ScriptedOpenAIServer, api_run_config, reply
 from wbray.cli import main
 from wbray.config import load_config
 from wbray.dataset import load_benchmark
@@ -66,24 +66,8 @@ def _script(body: dict[str, Any], attempt: int) -> Any:
     return reply(f'{{"score": {1 + len(msgs[-1]["content"]) % 10}, "reason": "scripted"}}')
 
 
-def _config(tmp: Path, base_url: str) -> Any:
-    engine = f"{{backend: openai, base_url: '{base_url}', model: m, max_retries: 1, initial_backoff_s: 0.01}}"
-    f = tmp / "cfg.yaml"
-    f.write_text(
-        f"""
-data: {{data_dir: example}}
-candidates:
-  - name: api-model
-    engine: {engine}
-generation:
-  resources: {{actors: 1, num_cpus: 0.25}}
-judge:
-  name: api-judge
-  engine: {engine}
-  resources: {{actors: 1, num_cpus: 0.25}}
-"""
-    )
-    return f
+def _config(tmp: Path, base_url: str) -> Path:
+    return api_run_config(tmp, base_url)
 
 
 def test_run_to_s3_equals_local_and_aggregates_back(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -193,6 +192,3 @@ _PROCESSOR_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_token
 def _strip_processor(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in _PROCESSOR_COLUMNS} for r in rows]
 
-
-def processor_messages(row: Mapping[str, Any], field: str) -> list[dict[str, str]]:
-    return list(json.loads(str(row[field])))
