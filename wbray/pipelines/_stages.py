@@ -191,4 +191,3 @@ _PROCESSOR_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_token
 
 def _strip_processor(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in _PROCESSOR_COLUMNS} for r in rows]
-
