@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from wbray.errors import DataError, DataNotFoundError
+from wbray.errors import DataError, DataNotFoundError, WbrayError
 from wbray.prompts import (
     JudgeTemplate,
     load_judge_template,
@@ -292,3 +292,44 @@ def test_generation_messages() -> None:
         {"role": "system", "content": ""},
         {"role": "user", "content": "q"},
     ]
+
+
+def _checkout(official_dir: Path, root: Path, prompt_py: bytes) -> Path:
+    """A directory shaped like a clone of the upstream repository: data files and prompt.py at the
+    top, no prompts/*.txt (those are what `wbray data download` writes, not what git holds)."""
+    (root / "benchmark_query").symlink_to(official_dir / "benchmark_query")
+    (root / "prompt.py").write_bytes(prompt_py)
+    return root
+
+
+def test_auto_reads_the_official_prompt_from_an_upstream_checkout(official_dir: Path, tmp_path: Path) -> None:
+    from tests.unit.test_download import reconstruct_prompt_py
+
+    # Upstream's evaluate_benchmark.py imports evaluate_system / evaluate_prompt from prompt.py;
+    # wbray reads the same two constants with ast, so the bytes equal the shared prompt files.
+    root = _checkout(official_dir, tmp_path, reconstruct_prompt_py(official_dir))
+    for mode in ("auto", "official"):
+        template = load_judge_template(root, mode)  # type: ignore[arg-type]
+        assert template.source == "official" and template.origin == str(root / "prompt.py")
+        assert template.system == (official_dir / "prompts" / "judge_system.txt").read_bytes().decode("utf-8")
+        assert template.user == (official_dir / "prompts" / "judge_user.txt").read_bytes().decode("utf-8")
+        assert template.version == load_judge_template(official_dir, "official").version
+
+
+def test_prompt_py_is_read_never_run(official_dir: Path, tmp_path: Path) -> None:
+    from tests.unit.test_download import reconstruct_prompt_py
+
+    canary = tmp_path / "ran"
+    trap = f"import pathlib\npathlib.Path({str(canary)!r}).write_text('executed')\n".encode()
+    root = _checkout(official_dir, tmp_path, trap + reconstruct_prompt_py(official_dir))
+    assert load_judge_template(root, "auto").source == "official"
+    assert not canary.exists()
+    (root / "prompt.py").write_bytes(b"evaluate_system = 'x'\nevaluate_prompt = build_prompt()\n")
+    with pytest.raises(WbrayError, match=r"prompt\.py:2"):
+        load_judge_template(root, "auto")
+
+
+def test_official_mode_without_any_official_prompt_names_what_it_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError) as info:
+        load_judge_template(tmp_path, "official")
+    assert "judge_user.txt" in str(info.value) and str(tmp_path / "prompt.py") in str(info.value)

@@ -169,10 +169,29 @@ def _key(obj: _Object) -> str:
     return json.dumps([obj.value["score"], obj.value["reason"]], sort_keys=True)
 
 
+def _after_thoughts(text: str) -> tuple[str, bool]:
+    """The reply after the reasoning: the text following the first ``</think>`` that is not inside
+    a JSON object (a tag within a JSON string — say, a reason quoting the candidate — is data).
+
+    Returns:
+        ``(text, cut)``; ``cut`` is False when no such tag exists and the text is unchanged.
+    """
+    if _THINK_END not in text:
+        return text, False
+    spans = [(o.start, o.end) for o in _decode_objects(text)]
+    pos = text.find(_THINK_END)
+    while pos != -1:
+        if not any(start <= pos < end for start, end in spans):
+            return text[pos + len(_THINK_END) :], True
+        pos = text.find(_THINK_END, pos + 1)
+    return text, False
+
+
 def parse_judge_reply(text: str) -> JudgeVerdict | JudgeParseFailure:
     """Parse a judge's reply into a verdict, strictly.
 
-    Rules: with a ``</think>`` present only the text after its first occurrence counts. JSON objects
+    Rules: thoughts come before the verdict — with a ``</think>`` outside any JSON object, only the
+    text after the first such tag counts (a ``</think>`` inside a JSON string is data). JSON objects
     are found anywhere (bare, in a ```json fence, wrapped in prose); those with a ``"score"`` key
     are candidates, and those with both ``"score"`` and ``"reason"`` win over ones lacking a reason
     (e.g. a quoted ``{"score": 10}`` from the candidate response). Several differing complete
@@ -187,10 +206,9 @@ def parse_judge_reply(text: str) -> JudgeVerdict | JudgeParseFailure:
         A :class:`JudgeVerdict`, or a :class:`JudgeParseFailure` whose ``why`` names the rule broken.
     """
     raw = text
-    if _THINK_END in text:
-        text = text.split(_THINK_END, 1)[1]
+    text, cut = _after_thoughts(text)
     if not text.strip():
-        where = " after </think>" if _THINK_END in raw else ""
+        where = " after </think>" if cut else ""
         return JudgeParseFailure(raw, "empty", f"the reply has no text{where}")
 
     objects = _decode_objects(text)

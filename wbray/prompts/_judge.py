@@ -25,6 +25,8 @@ TemplateMode = Literal["auto", "official", "builtin"]
 PROMPTS_SUBDIR: Final[str] = "prompts"
 SYSTEM_FILE: Final[str] = "judge_system.txt"
 USER_FILE: Final[str] = "judge_user.txt"
+#: Where a clone of the upstream repository keeps the prompt: Python constants, read as data.
+PROMPT_MODULE: Final[str] = "prompt.py"
 BUILTIN_ORIGIN: Final[str] = "wbray builtin"
 
 #: The marker reasoning models end their thoughts with; upstream strips through its first occurrence.
@@ -117,10 +119,13 @@ def load_judge_template(data_dir: Path | None, mode: TemplateMode = "auto") -> J
 
     Args:
         data_dir: A WritingBench data directory (upstream layout); the official prompt is read from
-            ``data_dir/prompts/judge_system.txt`` and ``judge_user.txt`` as exact UTF-8 text. None
-            means no data directory is known.
-        mode: "official" requires those files; "builtin" uses wbray's own wording; "auto" takes
-            the official files when both exist, else the builtin wording.
+            ``data_dir/prompts/judge_system.txt`` and ``judge_user.txt`` as exact UTF-8 text (what
+            `wbray data download` writes), or — in a clone of the upstream repository — from the
+            ``evaluate_system`` / ``evaluate_prompt`` constants of ``data_dir/prompt.py``, read with
+            :mod:`ast` and never executed. None means no data directory is known.
+        mode: "official" requires the official prompt; "builtin" uses wbray's own wording; "auto"
+            takes the official prompt when found, else the builtin wording (callers warn then: such
+            scores are not comparable with published ones).
 
     Returns:
         The template, with ``source`` and ``origin`` saying which one was chosen.
@@ -144,17 +149,41 @@ def load_judge_template(data_dir: Path | None, mode: TemplateMode = "auto") -> J
         if defects:
             raise DataError(defects)
         return JudgeTemplate(system=system, user=user, source="official", origin=str(prompts))
+    module = data_dir / PROMPT_MODULE if data_dir is not None else None
+    if module is not None and module.is_file():
+        return _from_prompt_module(module)
     if mode == "auto":
         return builtin_template()
     if prompts is None:
         where = f"{PROMPTS_SUBDIR}/{SYSTEM_FILE} and {PROMPTS_SUBDIR}/{USER_FILE} (no data directory given)"
     else:
-        where = " and ".join(str(f) for f in (prompts / SYSTEM_FILE, prompts / USER_FILE) if not f.is_file())
+        missing = " and ".join(
+            str(f) for f in (prompts / SYSTEM_FILE, prompts / USER_FILE) if not f.is_file()
+        )
+        where = f"{missing}, and no {module}"
     raise DataNotFoundError(
         f"the official judge prompt is required but not found: missing {where}. Run "
         "`wbray data download` (or point --data-dir / $WBRAY_DATA_DIR at a WritingBench mirror), "
         "or choose the builtin template (not comparable with published scores)"
     )
+
+
+def _from_prompt_module(path: Path) -> JudgeTemplate:
+    """The official prompt from an upstream checkout's prompt.py (its two string constants)."""
+    # The downloader's extractor (the same reading of prompt.py both ways); imported here so that
+    # rendering prompts never loads the data package.
+    from wbray.dataset._download import extract_prompt_constants
+
+    try:
+        source = path.read_bytes()
+    except OSError as exc:
+        raise DataError([Defect(str(path), 0, "", f"cannot read ({exc.strerror})")]) from None
+    constants = extract_prompt_constants(source, str(path))
+    system, user = constants["evaluate_system"], constants["evaluate_prompt"]
+    defects = template_defects(user, f"{path}: evaluate_prompt")
+    if defects:
+        raise DataError(defects)
+    return JudgeTemplate(system=system, user=user, source="official", origin=str(path))
 
 
 def strip_think(response: str) -> str:
