@@ -104,28 +104,28 @@ def main() -> int:
     # wbray's Ray Data scoring stage on the same rows (1 actor, 1 CPU, same batch size).
     import ray
 
-    from wbray.cli._ray import ray_session
-    from wbray.pipelines._stages import ProgressActor, ScoreStage
+    from wbray.config import StageResources
+    from wbray.engines import StageSpec
+    from wbray.pipelines import configure_data, ray_session
+    from wbray.pipelines._stages import ProgressActor, actor_pool_stage, store_scores
+    from wbray.steps import ScoringTask
+    from wbray.storage import RunLayout
 
-    with ray_session(RayConfig(num_cpus=2)), tempfile.TemporaryDirectory() as tmp:
+    cfg = RayConfig(num_cpus=2)
+    with ray_session(cfg), tempfile.TemporaryDirectory() as tmp:
+        configure_data(cfg)
         progress = ProgressActor.remote()
-        ds = ray.data.from_items(rows).map_batches(
-            ScoreStage,
-            fn_constructor_kwargs={
-                "engine_config": engine_cfg,
-                "judge": judge,
-                "template": template,
-                "run_root": tmp,
-                "progress": progress,
-            },
-            compute=ray.data.ActorPoolStrategy(size=1),
-            num_cpus=1,
-            batch_size=args.batch,
+        resources = StageResources(actors=1, num_cpus=1, batch_size=args.batch)
+        spec = StageSpec(engine_cfg, resources, ScoringTask(judge, template), "score:bench", progress)
+        ds = actor_pool_stage(ray.data.from_items(rows), spec).map_batches(
+            store_scores,
+            fn_kwargs={"layout": RunLayout.at(tmp), "judge": judge.name, "progress": progress},
             batch_format="pandas",
+            num_cpus=0,
         )
         # Timed from dataset start: actor start-up and model load count against wbray (honest).
         t0 = time.perf_counter()
-        n = sum(len(b["row_id"]) for b in ds.iter_batches(batch_size=None))
+        n = sum(int(b["rows"].sum()) for b in ds.iter_batches(batch_size=None, batch_format="pandas"))
         ray_wall = time.perf_counter() - t0
         assert n == len(rows)
 

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, overload
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,7 +25,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SamplingParams(_Strict):
+class _Identified(_Strict):
+    """A config whose values name results: :meth:`identity` is hashed into row ids.
+
+    Identity is by exclusion: every field counts, except those a class declares in
+    ``identity_exempt`` because they cannot change a result (batch sizes, concurrency, resources,
+    timeouts, retries). A new field therefore changes row ids until someone decides otherwise —
+    the safe default — and ``tests/unit/test_identity.py`` holds a table covering every field.
+    """
+
+    identity_exempt: ClassVar[frozenset[str]] = frozenset()
+
+    def identity(self) -> dict[str, Any]:
+        """Every field that can change a result, as plain JSON-able data."""
+        return {
+            name: _identity_value(getattr(self, name))
+            for name in type(self).model_fields
+            if name not in self.identity_exempt
+        }
+
+
+def _identity_value(value: Any) -> Any:
+    if isinstance(value, _Identified):
+        return value.identity()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_identity_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _identity_value(v) for k, v in value.items()}
+    return value
+
+
+class SamplingParams(_Identified):
     """Sampling settings. Every field is optional: None means "not set here" so that layers merge
     explicitly (:meth:`merged`) and an engine can omit a field an API rejects."""
 
@@ -45,8 +77,13 @@ class SamplingParams(_Strict):
 
 #: The paper's candidate-generation sampling (WritingBench, arXiv 2503.05244).
 PAPER_GENERATION_SAMPLING = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, max_tokens=16000)
-#: The paper's judge sampling (matches upstream's critic and API judge settings).
-PAPER_JUDGE_SAMPLING = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=2048)
+#: The paper's judge sampling: upstream's critic runs vLLM ``SamplingParams(temperature=1.0,
+#: top_p=0.95, max_tokens=2048)``, whose unset fields mean top_k -1 (off) and repetition_penalty
+#: 1.0. Both are explicit here because a vLLM *server* fills unset fields from the model's
+#: generation_config.json (Qwen-based critics carry top_k 20, repetition_penalty 1.05).
+PAPER_JUDGE_SAMPLING = SamplingParams(
+    temperature=1.0, top_p=0.95, top_k=-1, max_tokens=2048, repetition_penalty=1.0
+)
 
 
 class DataConfig(_Strict):
@@ -79,8 +116,12 @@ class StageResources(_Strict):
     )
 
 
-class TransformersEngineConfig(_Strict):
+class TransformersEngineConfig(_Identified):
     """Hugging Face transformers on CPU or GPU (extra: cpu)."""
+
+    # Padding can shift logits in the last bits, but wbray treats batching as a resource: the
+    # same model, dtype and sampling name the same rows however they were batched.
+    identity_exempt: ClassVar[frozenset[str]] = frozenset({"batch_size", "torch_threads"})
 
     backend: Literal["transformers"] = Field("transformers", description="Backend name.")
     model: str = Field(
@@ -97,13 +138,22 @@ class TransformersEngineConfig(_Strict):
         None, ge=1, description="torch threads per actor; default: the CPUs the actor reserves."
     )
 
-    def identity(self) -> dict[str, Any]:
-        """What changes results (hashed into row ids); batch sizes and threads do not."""
-        return {"backend": self.backend, "model": self.model, "dtype": self.dtype}
 
-
-class OpenAIEngineConfig(_Strict):
+class OpenAIEngineConfig(_Identified):
     """Any OpenAI-compatible /v1/chat/completions endpoint: wbray serve, vLLM's server, hosted APIs."""
+
+    identity_exempt: ClassVar[frozenset[str]] = frozenset(
+        {
+            "api_key_env",  # which variable holds the key, not what answers
+            "max_concurrency",
+            "max_retries",
+            "initial_backoff_s",
+            "max_backoff_s",
+            "timeout_s",
+            "batch_size",
+            "probe_models",  # the probe's answer itself joins the identity when it runs
+        }
+    )
 
     backend: Literal["openai"] = Field("openai", description="Backend name.")
     base_url: str = Field(description="Endpoint base, e.g. http://127.0.0.1:8000/v1.")
@@ -125,13 +175,28 @@ class OpenAIEngineConfig(_Strict):
         description="How a JSON-schema request is sent: response_format json_schema, json_object, or none.",
     )
     batch_size: int = Field(16, ge=1, description="Requests handed to the engine per Ray Data batch.")
+    probe_models: bool = Field(
+        True,
+        description="Ask GET <base_url>/models what the endpoint serves before any work and hash it "
+        "into row ids (a model swapped behind the same name then recomputes); false for APIs "
+        "without /models.",
+    )
 
-    def identity(self) -> dict[str, Any]:
-        return {"backend": self.backend, "base_url": self.base_url, "model": self.model}
 
-
-class VLLMEngineConfig(_Strict):
+class VLLMEngineConfig(_Identified):
     """vLLM batch inference through ray.data.llm (extra: gpu; GPU clusters only)."""
+
+    # Parallelism and placement are resources; engine_kwargs may hold anything, so they count.
+    identity_exempt: ClassVar[frozenset[str]] = frozenset(
+        {
+            "tensor_parallel_size",
+            "pipeline_parallel_size",
+            "gpu_memory_utilization",
+            "batch_size",
+            "replicas",
+            "accelerator_type",
+        }
+    )
 
     backend: Literal["vllm"] = Field("vllm", description="Backend name.")
     model: str = Field(description="HF model id, local path or cloud URI (model_source).")
@@ -145,22 +210,19 @@ class VLLMEngineConfig(_Strict):
     accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. H100, A10G.")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine arguments.")
 
-    def identity(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model, "dtype": self.dtype}
 
-
-class ServeEngineConfig(_Strict):
+class ServeEngineConfig(_Identified):
     """A model served by `wbray serve` on the same Ray cluster, called through a DeploymentHandle
-    (no HTTP hop; Serve balances the calls over the model's replicas)."""
+    (no HTTP hop; Serve balances the calls over the model's replicas). The served engine's own
+    identity (asked from the deployment before any work) joins the row ids."""
+
+    identity_exempt: ClassVar[frozenset[str]] = frozenset({"max_in_flight", "batch_size"})
 
     backend: Literal["serve"] = Field("serve", description="Backend name.")
     app: str = Field("wbray", description="Serve application name (the serve config's `name`).")
     model: str = Field(description="The served model's name (a `models[].name` of the serve config).")
     max_in_flight: int = Field(16, ge=1, description="Handle calls outstanding at once per engine replica.")
     batch_size: int = Field(16, ge=1, description="Requests handed to the engine per Ray Data batch.")
-
-    def identity(self) -> dict[str, Any]:
-        return {"backend": self.backend, "app": self.app, "model": self.model}
 
 
 EngineConfig = Annotated[
@@ -186,8 +248,10 @@ JudgeSampling = Annotated[SamplingParams, AfterValidator(lambda v: PAPER_JUDGE_S
 GenerationSampling = Annotated[SamplingParams, AfterValidator(lambda v: PAPER_GENERATION_SAMPLING.merged(v))]
 
 
-class CandidateConfig(_Strict):
+class CandidateConfig(_Identified):
     """A model under evaluation."""
+
+    identity_exempt: ClassVar[frozenset[str]] = frozenset({"resources"})
 
     name: Name = Field(description="Model name in results, file names and partitions.")
     engine: EngineConfig = Field(description="How this model is run.")
@@ -195,10 +259,16 @@ class CandidateConfig(_Strict):
         None, description="Overrides of generation.sampling for this model."
     )
     system_prompt: str | None = Field(None, description="Overrides generation.system_prompt for this model.")
+    resources: StageResources | None = Field(
+        None, description="This model's generation actor pool; default: generation.resources."
+    )
 
 
-class GenerationConfig(_Strict):
+class GenerationConfig(_Identified):
     """How candidate answers are requested."""
+
+    # samples adds rows (each sample number is in its row's id); it never changes one.
+    identity_exempt: ClassVar[frozenset[str]] = frozenset({"samples", "resources"})
 
     system_prompt: str | None = Field(
         None, description="Optional system message; the query is always the single user message."
@@ -211,8 +281,12 @@ class GenerationConfig(_Strict):
     resources: StageResources = Field(StageResources(), description="The generation actor pool.")
 
 
-class JudgeConfig(_Strict):
+class JudgeConfig(_Identified):
     """How the judge is run, prompted and sampled."""
+
+    # repeats adds rows (the repeat number is in each row's id); re-asks are retries; the prompt
+    # counts through its version (hashed text), not through the mode that found it.
+    identity_exempt: ClassVar[frozenset[str]] = frozenset({"repeats", "max_reasks", "resources", "template"})
 
     name: Name = Field("judge", description="Judge name in results and partitions.")
     engine: EngineConfig | None = Field(None, description="The judge model; required to score.")
@@ -233,6 +307,13 @@ class JudgeConfig(_Strict):
     reason_max_chars: int = Field(300, ge=1, description="Longest reason the constrained schema allows.")
     max_reasks: int = Field(2, ge=0, description="Extra judge calls after an unparseable reply.")
     resources: StageResources = Field(StageResources(), description="The scoring actor pool.")
+
+    def identity(self) -> dict[str, Any]:
+        ident = super().identity()
+        if not self.constrained:
+            # The reason bound exists only in the constrained schema; free replies ignore it.
+            ident.pop("reason_max_chars")
+        return ident
 
     def reply_schema(self) -> dict[str, Any]:
         """The JSON schema of a judge reply (used for constrained decoding)."""
@@ -271,17 +352,6 @@ class StorageConfig(_Strict):
     addressing_style: Literal["auto", "path", "virtual"] | None = Field(
         None, description="Bucket addressing; MinIO and Ceph usually need 'path'."
     )
-
-    def to_env(self) -> dict[str, str]:
-        """The standard variables these settings map to (what boto3, pyarrow and Ray workers read)."""
-        out = {}
-        if self.endpoint_url:
-            out["AWS_ENDPOINT_URL"] = self.endpoint_url
-        if self.region:
-            out["AWS_REGION"] = self.region
-        if self.addressing_style:
-            out["WBRAY_S3_ADDRESSING_STYLE"] = self.addressing_style
-        return out
 
 
 class RunConfig(_Strict):

@@ -24,10 +24,8 @@ def test_vllm_pipeline_on_gpu(tmp_path: Path) -> None:
     model = os.environ.get("WBRAY_GPU_TEST_MODEL")
     if not model:
         pytest.skip("set WBRAY_GPU_TEST_MODEL to a local HF model folder (no hub access in tests)")
-    from wbray.cli._ray import ray_session
-    from wbray.config import RayConfig, load_config
-    from wbray.dataset import load_benchmark
-    from wbray.pipelines import run_evaluation
+    import wbray
+    from wbray.config import load_config
     from wbray.storage import RunLayout, read_scores
 
     engine = f"{{backend: vllm, model: '{model}', max_model_len: 8192, gpu_memory_utilization: 0.5}}"
@@ -38,11 +36,11 @@ def test_vllm_pipeline_on_gpu(tmp_path: Path) -> None:
             f"judge.engine={engine}",
             "judge.constrained=true",
             "judge.sampling.max_tokens=256",
+            "data.data_dir=example",
+            "data.limit=2",
         ],
     )
-    bench = load_benchmark("example").select(limit=2)
-    with ray_session(RayConfig()):
-        run_evaluation(config, bench, str(tmp_path / "run"))
+    wbray.evaluate(config, out=str(tmp_path / "run"))
     scores = read_scores(RunLayout.at(str(tmp_path / "run")), "judge").to_pandas()
     assert len(scores) == 10 and set(scores["status"]) == {"ok"}
     assert scores["score"].between(1, 10).all()

@@ -163,6 +163,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output quiet
 
+    def do_GET(self) -> None:
+        # GET /v1/models: what the endpoint serves (engines probe it before any work).
+        owner = self.server.owner
+        if self.path.rstrip("/") != "/v1/models":
+            self._send(404, f"no route {self.path}".encode(), {})
+            return
+        with owner._lock:
+            owner.model_list_requests += 1
+        data = [
+            {"id": m, "object": "model", "created": int(time.time()), **owner.model_info}
+            for m in owner.models
+        ]
+        payload = json.dumps({"object": "list", "data": data}).encode()
+        self._send(200, payload, {"Content-Type": "application/json"})
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
@@ -243,9 +258,16 @@ class ScriptedOpenAIServer:
 
     Args:
         script: Actions consumed in order, or a callable ``(request_json, attempt) -> action``.
+        models: The model ids ``GET /v1/models`` lists.
+        model_info: Extra fields of every listed model (e.g. ``{"root": "/weights/v2"}``).
     """
 
-    def __init__(self, script: Script) -> None:
+    def __init__(
+        self, script: Script, models: Sequence[str] = ("m",), model_info: Mapping[str, Any] | None = None
+    ) -> None:
+        self.models = list(models)
+        self.model_info = dict(model_info or {"owned_by": "scripted"})
+        self.model_list_requests = 0
         self._script_fn: ScriptFn | None = None
         self._queue: list[Action] = []
         if callable(script):

@@ -37,10 +37,12 @@ def ray_cluster() -> Iterator[None]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from wbray.cli._ray import ray_session
     from wbray.config import RayConfig
+    from wbray.pipelines import configure_data, ray_session
 
     if ray.is_initialized():
         ray.shutdown()
-    with ray_session(RayConfig(num_cpus=2, no_progress_timeout_s=300)):
+    cfg = RayConfig(num_cpus=2, no_progress_timeout_s=300)
+    with ray_session(cfg):
+        configure_data(cfg)
         yield

@@ -51,10 +51,15 @@ def _parts(root: Path, kind: str) -> dict[str, float]:
     return {p: os.path.getmtime(p) for p in list_files(str(root / kind), ".parquet")}
 
 
+def _select(bench: Benchmark, official_dir: Path) -> list[str]:
+    """Overrides that make a config select exactly ``bench``'s queries."""
+    return [f"data.data_dir={official_dir}", f"data.indices={[q.index for q in bench.queries]}"]
+
+
 def test_run_resume_and_rescore(
-    ray_cluster: None, bench: Benchmark, smollm2_dir: Path, tmp_path: Path
+    ray_cluster: None, bench: Benchmark, smollm2_dir: Path, tmp_path: Path, official_dir: Path
 ) -> None:
-    from wbray.pipelines import run_evaluation
+    import wbray
 
     out = tmp_path / "run"
     two = bench.select(limit=2)
@@ -68,7 +73,12 @@ def test_run_resume_and_rescore(
         sampling="{max_tokens: 176, seed: 1}",
     )
     seen: list[tuple[dict, dict]] = []
-    summary = run_evaluation(strict, two, str(out), on_progress=lambda c, t: seen.append((dict(c), dict(t))))  # type: ignore[arg-type]
+    summary = wbray.evaluate(
+        strict,  # type: ignore[arg-type]
+        out=str(out),
+        overrides=_select(two, official_dir),
+        on_progress=lambda c, t: seen.append((dict(c), dict(t))),
+    )
     layout = RunLayout.at(str(out))
 
     gens = read_generations(layout).to_pandas()
@@ -84,9 +94,9 @@ def test_run_resume_and_rescore(
     assert scores["reason"].str.len().max() <= 40
     assert scores["prompt_version"].nunique() == 1
     manifest = read_manifest(layout)
-    assert manifest["status"] == "complete"
-    assert manifest["row_counts"]["scores"] == {"total": 10, "ok": 10, "failed": 0}
-    assert manifest["tokens"]["judge"]["completion"] > 0 and manifest["packages"]["ray"].startswith("2.60")
+    assert manifest is not None and manifest.status == "complete"
+    assert manifest.row_counts["scores"].model_dump() == {"total": 10, "ok": 10, "failed": 0}
+    assert manifest.tokens["judge"].completion > 0 and manifest.packages["ray"].startswith("2.60")
     assert seen and seen[-1][0]["score"]["rows"] == 10 and seen[-1][1] == {"generate": 2, "score": 10}
     # Hive-style partitions.
     assert all("/model=smol/" in p for p in _parts(out, "generations"))
@@ -94,12 +104,12 @@ def test_run_resume_and_rescore(
 
     # Same command again: nothing recomputed, nothing rewritten.
     before = {**_parts(out, "generations"), **_parts(out, "scores")}
-    again = run_evaluation(strict, two, str(out))  # type: ignore[arg-type]
+    again = wbray.evaluate(strict, out=str(out), overrides=_select(two, official_dir))  # type: ignore[arg-type]
     assert again.computed == {"generate:smol": 0, "score:smol": 0}
     assert {**_parts(out, "generations"), **_parts(out, "scores")} == before
 
     # A wider selection computes only the new query.
-    wider = run_evaluation(strict, bench, str(out))  # type: ignore[arg-type]
+    wider = wbray.evaluate(strict, out=str(out), overrides=_select(bench, official_dir))  # type: ignore[arg-type]
     assert wider.computed == {"generate:smol": 1, "score:smol": 5}
     scores = read_scores(layout, "strict").to_pandas()
     assert len(scores) == 15 and scores["row_id"].is_unique
@@ -109,7 +119,7 @@ def test_run_resume_and_rescore(
     free = _config(
         tmp_path, smollm2_dir, name="free", constrained="false", max_reasks=0, sampling="{max_tokens: 40}"
     )
-    rescored = run_evaluation(free, bench, str(out), generate=False)  # type: ignore[arg-type]
+    rescored = wbray.score(free, out=str(out), overrides=_select(bench, official_dir))  # type: ignore[arg-type]
     assert rescored.computed == {"generate:smol": 0, "score:smol": 15}
     assert _parts(out, "generations") == gen_parts
     fs = read_scores(layout, "free").to_pandas()

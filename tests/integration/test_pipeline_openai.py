@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_faults_become_failure_rows(ray_cluster: None, tmp_path: Path) -> None:
-    from wbray.pipelines import run_evaluation
+    import wbray
 
     bench = load_benchmark("example").select(indices=[1, 3, 5])
     fail_query = bench.get(3).query
@@ -67,7 +67,7 @@ def test_faults_become_failure_rows(ray_cluster: None, tmp_path: Path) -> None:
         cfg = api_run_config(tmp_path, srv.base_url, max_retries=2, timeout_s=1.0, max_reasks=1)
         config = load_config(cfg)
         out = tmp_path / "run"
-        run_evaluation(config, bench, str(out))  # type: ignore[arg-type]
+        wbray.evaluate(config, out=str(out), overrides=["data.indices=[1, 3, 5]"])
         sent = srv.requests
 
     layout = RunLayout.at(str(out))

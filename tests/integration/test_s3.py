@@ -20,7 +20,6 @@ from tests.conftest import TEST_AWS_SECRET
 from tests.helpers.scripted_openai import ScriptedOpenAIServer, api_run_config, reply
 from wbray.cli import main
 from wbray.config import load_config
-from wbray.dataset import load_benchmark
 from wbray.storage import (
     RunLayout,
     list_files,
@@ -73,19 +72,19 @@ def _config(tmp: Path, base_url: str) -> Path:
 def test_run_to_s3_equals_local_and_aggregates_back(
     ray_cluster: None, s3: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from wbray.pipelines import run_evaluation
+    import wbray
 
-    bench = load_benchmark("example").select(limit=4)
     with ScriptedOpenAIServer(_script) as srv:
-        config = load_config(_config(tmp_path, srv.base_url))
-        run_evaluation(config, bench, "s3://wbray-results/runs/r1")
-        run_evaluation(config, bench, str(tmp_path / "local-run"))
+        config = load_config(_config(tmp_path, srv.base_url), ["data.limit=4"])
+        wbray.evaluate(config, out="s3://wbray-results/runs/r1")
+        wbray.evaluate(config, out=str(tmp_path / "local-run"))
 
     keys = list_files("s3://wbray-results/runs/r1", "")
     assert "s3://wbray-results/runs/r1/manifest.json" in keys
     assert any("/scores/judge=api-judge/model=api-model/part-" in k for k in keys)
     assert any(k.endswith("/scores/judge=api-judge/model=api-model/_COMMITTED.json") for k in keys)
-    assert read_manifest(RunLayout.at("s3://wbray-results/runs/r1"))["status"] == "complete"
+    manifest = read_manifest(RunLayout.at("s3://wbray-results/runs/r1"))
+    assert manifest is not None and manifest.status == "complete"
 
     s3_csv, local_csv = tmp_path / "s3.csv", tmp_path / "local.csv"
     assert (
@@ -126,6 +125,42 @@ def test_run_to_s3_equals_local_and_aggregates_back(
     out = capfd.readouterr()
     assert '"status": "complete"' in out.out and "s3://wbray-results/runs/r1" in out.out
     assert TEST_AWS_SECRET not in out.out + out.err
+
+
+def test_a_job_calling_the_api_takes_the_endpoint_from_yaml_alone(s3: str, tmp_path: Path) -> None:
+    """jobs/run.py (the public API, nothing else) in a fresh process whose environment names no S3
+    endpoint: `storage.endpoint_url` in the YAML must reach the driver and every Ray worker."""
+    with ScriptedOpenAIServer(_script) as srv:
+        cfg = _config(tmp_path, srv.base_url)
+        cfg.write_text(cfg.read_text() + f"storage: {{endpoint_url: '{s3}', addressing_style: path}}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "RAY_ADDRESS"))}
+        env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+        repo = Path(__file__).resolve().parents[2]
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(repo / "jobs" / "run.py"),
+                str(cfg),
+                "--limit",
+                "2",
+                "--out",
+                "s3://wbray-results/runs/from-job",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "private local Ray cluster" in done.stdout
+    layout = RunLayout.at("s3://wbray-results/runs/from-job")  # read back through this process's env
+    manifest = read_manifest(layout)
+    assert manifest is not None and manifest.status == "complete"
+    assert manifest.row_counts["scores"].total == 10 and manifest.config["storage"]["endpoint_url"] == s3
+    keys = list_files(layout.root, ".parquet")
+    assert any("/generations/model=api-model/" in k for k in keys) and any("/scores/" in k for k in keys)
+    assert TEST_AWS_SECRET not in done.stdout + done.stderr + manifest.to_json().decode()
 
 
 def test_crashed_writer_leaves_nothing_that_reads_as_complete(s3: str, tmp_path: Path) -> None:

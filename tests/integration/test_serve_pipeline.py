@@ -79,7 +79,7 @@ def _judge(name: str, engine: str) -> list[str]:
 def test_served_judge_matches_in_pipeline_judge(
     served: str, smollm2_dir: Path, official_dir: Path, tmp_path: Path
 ) -> None:
-    from wbray.pipelines import run_evaluation
+    import wbray
 
     full = load_benchmark(official_dir)
     shortest = min((q for q in full.queries if q.lang == "en"), key=lambda q: len(q.query))
@@ -89,14 +89,16 @@ def test_served_judge_matches_in_pipeline_judge(
         "batch_size: 1}, "
         "sampling: {temperature: 0, max_tokens: 16}}]",
         "generation.resources={actors: 1, num_cpus: 0.5}",
+        f"data.data_dir={official_dir}",
+        f"data.indices=[{shortest.index}]",
     ]
     out = str(tmp_path / "run")
     local_engine = f"{{backend: transformers, model: '{smollm2_dir}', batch_size: 1}}"
-    run_evaluation(load_config(None, base + _judge("local", local_engine)), bench, out)
+    wbray.evaluate(load_config(None, base + _judge("local", local_engine)), out=out)
     handle = f"{{backend: serve, app: {APP}, model: judge-lm}}"
-    run_evaluation(load_config(None, base + _judge("handle", handle)), bench, out, generate=False)
+    wbray.score(load_config(None, base + _judge("handle", handle)), out=out)
     http = f"{{backend: openai, base_url: '{served}', model: judge-lm}}"
-    run_evaluation(load_config(None, base + _judge("http", http)), bench, out, generate=False)
+    wbray.score(load_config(None, base + _judge("http", http)), out=out)
 
     layout = RunLayout.at(out)
     frames = {

@@ -15,7 +15,7 @@ def test_paper_defaults() -> None:
     cfg = load_config()
     g, j = cfg.generation.sampling, cfg.judge.sampling
     assert (g.temperature, g.top_p, g.top_k, g.max_tokens) == (0.7, 0.8, 20, 16000)
-    assert (j.temperature, j.top_p, j.max_tokens) == (1.0, 0.95, 2048)
+    assert (j.temperature, j.top_p, j.top_k, j.max_tokens, j.repetition_penalty) == (1.0, 0.95, -1, 2048, 1.0)
     assert cfg.judge.repeats == 1 and cfg.judge.template == "auto"
 
 

@@ -305,12 +305,36 @@ def test_omit_sampling_removes_fields() -> None:
 
 def test_unset_sampling_fields_are_absent() -> None:
     with ScriptedOpenAIServer([reply()]) as srv:
-        run(config(srv.base_url), [ask("hi")], SamplingParams(temperature=0.0, top_k=-1))
+        run(config(srv.base_url), [ask("hi")], SamplingParams(temperature=0.0))
         [received] = srv.requests
-    # temperature 0 is a value, not "unset"; top_k -1 means disabled and is not sent.
+    # temperature 0 is a value, not "unset".
     assert {k for k in SAMPLING_KEYS if k in received.body} == {"temperature"}
     assert received.body["temperature"] == 0.0
     assert set(received.body) == {"model", "messages", "temperature"}
+
+
+def test_the_paper_judge_sampling_is_sent_in_full_unless_omitted() -> None:
+    # A vLLM server fills absent fields from the model's generation_config (a Qwen critic: top_k
+    # 20, repetition_penalty 1.05), so upstream's SamplingParams(temperature=1.0, top_p=0.95,
+    # max_tokens=2048) — top_k -1 and repetition_penalty 1.0 implied — is sent explicitly.
+    from wbray.config import PAPER_JUDGE_SAMPLING
+
+    with ScriptedOpenAIServer([reply(), reply()]) as srv:
+        run(config(srv.base_url), [ask("hi")], PAPER_JUDGE_SAMPLING)
+        run(
+            config(srv.base_url, omit_sampling=["top_k", "repetition_penalty"]),
+            [ask("hi")],
+            PAPER_JUDGE_SAMPLING,
+        )
+        vllm_server, hosted_api = (r.body for r in srv.requests)
+    assert {k: vllm_server[k] for k in SAMPLING_KEYS if k in vllm_server} == {
+        "temperature": 1.0,
+        "top_p": 0.95,
+        "max_tokens": 2048,
+        "top_k": -1,
+        "repetition_penalty": 1.0,
+    }
+    assert "top_k" not in hosted_api and "repetition_penalty" not in hosted_api
 
 
 @pytest.mark.parametrize(

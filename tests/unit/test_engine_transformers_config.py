@@ -20,7 +20,8 @@ from wbray.errors import IntegrityError, WbrayError
 def test_backend_is_registered() -> None:
     backend = get_backend("transformers")
     assert backend.factory is _transformers._factory
-    assert not backend.runs_as_processor
+    # No stage of its own: it runs in wbray's actor pool, and a Serve replica can host it.
+    assert backend.build_stage is None and backend.in_process
 
 
 def test_importing_engines_does_not_import_torch() -> None:

@@ -65,11 +65,26 @@ def test_generation_row_ids_hash_what_changes_results() -> None:
     assert json.loads(a[0]["messages_json"]) == [{"role": "user", "content": "Write a lesson plan."}]
 
 
-def test_empty_generation_is_a_failure_row() -> None:
+def test_empty_answer_is_judged_and_engine_error_is_a_failure_row() -> None:
+    # Upstream judges whatever text was saved (evaluate_benchmark.py sends the stored response
+    # as is), so an empty answer gets low scores instead of leaving the mean.
     rows = generation_rows([QUERY], _candidate(), GenerationConfig(), "v1")
     engine = ScriptedEngine(lambda r, n: Completion(text="   ", completion_tokens=3))
     (out,) = asyncio.run(generate_batch(engine, rows, SamplingParams()))
-    assert out["status"] == "failed" and out["error"] == "empty response" and out["response"] == "   "
+    assert out["status"] == "ok" and out["error"] is None and out["response"] == "   "
+    (none,) = asyncio.run(
+        generate_batch(ScriptedEngine(lambda r, n: Completion(text=None)), rows, SamplingParams())
+    )
+    assert none["status"] == "ok" and none["response"] == ""
+    judge = JudgeConfig()
+    template = load_judge_template(None, "builtin")
+    judged = ScriptedEngine(lambda r, n: Completion(text='{"score": 1, "reason": "empty"}'))
+    scored = asyncio.run(score_batch(judged, scoring_rows(out, QUERY, judge, template), template, judge))
+    assert [r["status"] for r in scored] == ["ok", "ok"] and [r["score"] for r in scored] == [1.0, 1.0]
+    assert "Write a lesson plan." in judged.calls[0][0].messages[-1]["content"]
+    failed = ScriptedEngine(lambda r, n: Completion.failed("timeout after 60 s"))
+    (err,) = asyncio.run(generate_batch(failed, rows, SamplingParams()))
+    assert err["status"] == "failed" and err["response"] is None and err["error"] == "timeout after 60 s"
 
 
 def _score_rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -68,26 +69,50 @@ def test_layout_parts_and_commit_markers(tmp_path: Path) -> None:
     assert discover_runs(str(tmp_path)) == [layout.root]
 
 
-def test_storage_config_maps_to_standard_variables() -> None:
+def test_storage_options_win_over_the_environment_and_never_touch_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wbray.storage import StorageOptions
+    from wbray.storage._fs import S3Settings
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://from-env:1")
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    monkeypatch.delenv("WBRAY_S3_ADDRESSING_STYLE", raising=False)
     cfg = load_config(
         None, ["storage={endpoint_url: 'http://minio:9000', region: eu-west-1, addressing_style: path}"]
     )
-    assert cfg.storage.to_env() == {
-        "AWS_ENDPOINT_URL": "http://minio:9000",
-        "AWS_REGION": "eu-west-1",
-        "WBRAY_S3_ADDRESSING_STYLE": "path",
-    }
+    before = dict(os.environ)
+    options = StorageOptions.of(cfg.storage)
+    resolved = S3Settings.resolve(options)
+    assert (resolved.endpoint_url, resolved.region, resolved.addressing_style) == (
+        "http://minio:9000",
+        "eu-west-1",
+        "path",
+    )
+    assert dict(os.environ) == before  # explicit options, not environment variables
+    # Unset options fall back to the environment where the code runs (a worker's own region).
+    env_only = S3Settings.resolve(StorageOptions.of(load_config(None).storage))
+    assert (env_only.endpoint_url, env_only.region, env_only.addressing_style) == (
+        "http://from-env:1",
+        "us-west-2",
+        "auto",
+    )
+    # Options travel to workers by pickling; credentials are never part of them.
+    import pickle
+
+    assert pickle.loads(pickle.dumps(options)) == options
+    assert "secret" not in repr(options).lower() and "key" not in repr(options).lower()
 
 
 def test_s3_settings_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("WBRAY_S3_ADDRESSING_STYLE", "path")
-    s = S3Settings.from_env()
+    s = S3Settings.resolve()
     assert s.endpoint_url == "http://127.0.0.1:9" and s.addressing_style == "path"
     assert "SECRET" not in repr(s) and len(s.auth_id) == 12
     monkeypatch.setenv("WBRAY_S3_ADDRESSING_STYLE", "sideways")
     with pytest.raises(WbrayError, match="use auto, path or virtual"):
-        S3Settings.from_env()
+        S3Settings.resolve()
     monkeypatch.delenv("WBRAY_S3_ADDRESSING_STYLE")
     missing = ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadBucket")
     assert "bucket 'b' does not exist" in str(_s3_error("s3://b/x", missing))

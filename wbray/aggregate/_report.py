@@ -174,8 +174,13 @@ REPORT_WRITERS = {
 }
 
 
-def write_reports(board: Leaderboard, out_uri: str, ledger: pd.DataFrame | None = None) -> list[str]:
-    """Write every report format into ``out_uri`` (a local directory or an s3:// prefix)."""
+def write_reports(
+    board: Leaderboard, out_uri: str, ledger: pd.DataFrame | None = None, storage: Any = None
+) -> list[str]:
+    """Write every report format into ``out_uri`` (a local directory or an s3:// prefix).
+
+    ``storage`` is the :class:`wbray.storage.StorageOptions` that reach ``out_uri``.
+    """
     import tempfile
 
     from wbray.storage import join, write_bytes
@@ -185,7 +190,7 @@ def write_reports(board: Leaderboard, out_uri: str, ledger: pd.DataFrame | None 
         for name, writer in REPORT_WRITERS.items():
             local = writer(board, Path(tmp) / name, ledger)
             uri = join(out_uri, name)
-            write_bytes(uri, local.read_bytes())
+            write_bytes(uri, local.read_bytes(), storage)
             written.append(uri)
     return written
 

@@ -36,17 +36,27 @@ class RunProgress:
         )
         self.tasks: dict[str, Any] = {}
         self.started = time.monotonic()
+        self.live = False
 
     def __enter__(self) -> RunProgress:
-        self.progress.__enter__()
-        for stage in self._STAGES:
-            self.tasks[stage] = self.progress.add_task(stage, total=None, failed=0, rate="-")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
+        if self.live:
+            self.progress.__exit__(None, None, None)
 
-    def update(self, counts: Mapping[str, Mapping[str, float]], totals: Mapping[str, int]) -> None:
+    def _start(self) -> None:
+        # The bars appear with the first progress report, once the work runs: an error before that
+        # (a bad config, a missing bucket) prints as its one line with no display around it.
+        self.live = True
+        self.started = time.monotonic()
+        self.progress.__enter__()
+        for stage in self._STAGES:
+            self.tasks[stage] = self.progress.add_task(stage, total=None, failed=0, rate="-")
+
+    def update(self, counts: Mapping[str, Any], totals: Mapping[str, int]) -> None:
+        if not self.live:
+            self._start()
         elapsed = max(time.monotonic() - self.started, 1e-6)
         for stage, task in self.tasks.items():
             c = counts.get(stage, {})

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 from wbray.cli._config import add_override_option
@@ -52,76 +50,56 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config (e.g. configs/quickstart.yaml).")
     add_override_option(p)
     p.add_argument("--out", help="Run directory URI (default: run.out, then runs/<config stem>).")
-    p.add_argument("--address", help="Ray cluster address (default: start a local cluster).")
-    p.add_argument("--data-dir", help="WritingBench data directory, or 'example' (overrides data.data_dir).")
-
-
-def _prepare(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    from wbray.config import load_config
-    from wbray.dataset import load_benchmark
-
-    overrides = list(args.override)
-    if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
-    if args.limit is not None:
-        if args.limit < 1:
-            raise WbrayError(f"--limit must be at least 1, got {args.limit}")
-        overrides.append(f"data.limit={args.limit}")
-    config = load_config(args.config, overrides)
-    d = config.data
-    bench = load_benchmark(d.data_dir).select(
-        domain1=d.domain1, domain2=d.domain2, lang=d.lang, indices=d.indices, limit=d.limit
+    p.add_argument(
+        "--address",
+        help="Ray cluster to join (auto, ray://host:10001, host:6379); default: ray.address, then "
+        "$RAY_ADDRESS, else a private local cluster.",
     )
-    out = args.out or config.run.out or str(Path("runs") / Path(args.config).stem)
-    return config, bench, out
+    p.add_argument("--data-dir", help="WritingBench data directory, or 'example' (overrides data.data_dir).")
 
 
 def _execute(args: argparse.Namespace, generate: bool) -> int:
     from rich.console import Console
 
+    import wbray.api as api
     from wbray.cli._progress import RunProgress
-    from wbray.cli._ray import ray_session
-    from wbray.storage import check_destination
 
-    config, bench, out = _prepare(args)
-    # Config wins over the environment; set before Ray starts so workers inherit it too.
-    os.environ.update(config.storage.to_env())
-    check_destination(out)  # a missing bucket or bad credentials fail before Ray even starts
     console = Console(stderr=True)
-    verb = "run" if generate else "score"
-    console.print(f"wbray {verb}: {len(bench.queries)} queries, data {bench.data_version}, out {out}")
-    with ray_session(config.ray, args.address):
-        from wbray.pipelines import run_evaluation
+    call = api.evaluate if generate else api.score
+    with RunProgress(console) as progress:
+        summary = call(
+            args.config,
+            out=args.out,
+            limit=args.limit,
+            data_dir=args.data_dir,
+            overrides=args.override,
+            address=args.address,
+            on_progress=progress.update,
+            on_event=lambda line: console.print(line, highlight=False),
+        )
+    return _report(summary, console)
 
-        with RunProgress(console) as progress:
-            summary = run_evaluation(config, bench, out, generate=generate, on_progress=progress.update)
-    return _report(summary, bench, console)
 
-
-def _report(summary: Any, bench: Any, console: Any) -> int:
+def _report(summary: Any, console: Any) -> int:
     from rich.console import Console
 
-    from wbray.aggregate import aggregate, rich_tables, write_reports
-    from wbray.storage import RunLayout, read_evaluations, token_ledger
+    from wbray.aggregate import rich_tables
 
-    layout = RunLayout.at(summary.root)
-    evaluations = read_evaluations(layout, summary.judge, indices=set(bench.by_index), models=summary.models)
-    if evaluations.empty:
+    if summary.leaderboard is None:
         console.print("[yellow]no scores to aggregate[/]")
         return 0
-    board = aggregate(evaluations, bench.queries, bench.requirements)
-    write_reports(board, layout.report(summary.judge), token_ledger(layout, summary.judge))
     out = Console() if Console().is_terminal else Console(width=160)
-    for table in rich_tables(board):
+    for table in rich_tables(summary.leaderboard):
         out.print(table)
-    rows = summary.manifest.get("row_counts", {})
-    gen, sc = rows.get("generations", {}), rows.get("scores", {})
+    rows = summary.manifest.row_counts if summary.manifest is not None else {}
+    gen, sc = rows.get("generations"), rows.get("scores")
     console.print(
-        f"generations: {gen.get('ok', 0)} ok, {gen.get('failed', 0)} failed; "
-        f"scores: {sc.get('ok', 0)} ok, {sc.get('failed', 0)} failed (excluded from means); "
+        f"generations: {gen.ok if gen else 0} ok, {gen.failed if gen else 0} failed; "
+        f"scores: {sc.ok if sc else 0} ok, {sc.failed if sc else 0} failed (excluded from means); "
         f"wall {summary.wall_s:.1f} s"
     )
-    console.print(f"reports: {layout.report(summary.judge)}")
+    if summary.reports:
+        console.print(f"reports: {summary.reports[0].rsplit('/', 1)[0]}")
     return 0
 
 
@@ -140,7 +118,10 @@ def _export(args: argparse.Namespace) -> int:
     if not is_run(args.run_dir):
         raise WbrayError(f"{args.run_dir}: not a wbray run directory (no manifest.json)")
     layout = RunLayout.at(args.run_dir)
-    gens = read_generations(layout, ["model", "index", "sample", "response", "status", "error"])
+    # Only sealed stages: a crashed writer's parts never leave the run as if complete.
+    gens = read_generations(
+        layout, ["model", "index", "sample", "response", "status", "error"], committed_only=True
+    )
     written = []
     if gens is not None:
         df = gens.to_pandas()

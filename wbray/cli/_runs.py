@@ -30,20 +30,21 @@ def describe_runs(uri: str) -> list[dict[str, Any]]:
     out = []
     for root in discover_runs(uri):
         layout = RunLayout.at(root)
-        manifest = read_manifest(layout) or {}
-        config = manifest.get("config", {})
-        counts = manifest.get("row_counts", {})
+        manifest = read_manifest(layout)
+        if manifest is None:
+            continue
+        counts = {k: v.model_dump() for k, v in manifest.row_counts.items()}
         out.append(
             {
                 "run": root,
-                "status": manifest.get("status", "unknown"),
-                "models": [c.get("name") for c in config.get("candidates", [])],
+                "status": manifest.status,
+                "models": manifest.models,
                 "judges": judges(layout),
                 "generations": counts.get("generations", {}),
                 "scores": counts.get("scores", {}),
-                "created": manifest.get("created_at"),
-                "finished": manifest.get("finished_at"),
-                "data_version": manifest.get("data", {}).get("data_version"),
+                "created": manifest.created_at,
+                "finished": manifest.finished_at,
+                "data_version": manifest.data.data_version,
             }
         )
     return out

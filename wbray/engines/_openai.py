@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,8 +40,9 @@ _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: How much of an error body goes into a failure reason.
 _ERROR_BODY_CHARS = 200
 #: Sampling fields in the order they are sent. top_k and repetition_penalty are not part of
-#: OpenAI's API; vLLM reads them as extra top-level fields, hosted APIs may reject them, so like
-#: every field they are sent only when set and can be dropped with ``omit_sampling``.
+#: OpenAI's API; vLLM's server reads them as extra top-level fields (what the SDK's ``extra_body``
+#: sends) and fills them from the model's generation_config when absent, so a set value — top_k -1
+#: ("off") included — is always sent. Hosted APIs may reject them: drop them with ``omit_sampling``.
 _SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "seed", "top_k", "repetition_penalty")
 #: ±20 % jitter keeps replicas that failed together from retrying in lockstep.
 _JITTER = 0.2
@@ -88,25 +89,10 @@ class OpenAIEngine:
     """
 
     def __init__(self, config: OpenAIEngineConfig) -> None:
-        base = config.base_url.strip()
-        if not base.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"openai engine: base_url {config.base_url!r} must start with http:// or https:// "
-                "(e.g. http://127.0.0.1:8000/v1)"
-            )
         self.model_id = config.model
         self._config = config
-        self._url = base.rstrip("/") + "/chat/completions"
-        self._headers: dict[str, str] = {}
-        if config.api_key_env is not None:
-            key = os.environ.get(config.api_key_env, "")
-            if not key:
-                # Name the variable, never a value: the message may end up in logs.
-                raise ConfigError(
-                    f"openai engine: api_key_env names the environment variable "
-                    f"{config.api_key_env!r}, which is unset or empty; export it before running"
-                )
-            self._headers["Authorization"] = f"Bearer {key}"
+        self._url = _base_url(config) + "/chat/completions"
+        self._headers = _auth_headers(config)
         self._rng = random.Random()
         self._lock = threading.Lock()
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
@@ -180,9 +166,6 @@ class OpenAIEngine:
         for name in _SAMPLING_FIELDS:
             value = getattr(sampling, name)
             if value is None or name in omit:
-                continue
-            if name == "top_k" and value == -1:
-                # -1 means "disabled"; sending it only risks a rejection from APIs without top_k.
                 continue
             fields[name] = value
         return fields
@@ -365,7 +348,82 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-@register_engine("openai")
+def _base_url(config: OpenAIEngineConfig) -> str:
+    base = config.base_url.strip()
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"openai engine: base_url {config.base_url!r} must start with http:// or https:// "
+            "(e.g. http://127.0.0.1:8000/v1)"
+        )
+    return base.rstrip("/")
+
+
+def _auth_headers(config: OpenAIEngineConfig) -> dict[str, str]:
+    if config.api_key_env is None:
+        return {}
+    key = os.environ.get(config.api_key_env, "")
+    if not key:
+        # Name the variable, never a value: the message may end up in logs.
+        raise ConfigError(
+            f"openai engine: api_key_env names the environment variable "
+            f"{config.api_key_env!r}, which is unset or empty; export it before running"
+        )
+    return {"Authorization": f"Bearer {key}"}
+
+
+#: Model-list fields that change when a server merely restarts (or are per-request noise); the
+#: rest (id, root, parent, max_model_len, owned_by, metadata) says what is served.
+_VOLATILE_MODEL_FIELDS = frozenset({"created", "permission", "object"})
+#: Seconds the probe waits for ``/models``; it runs once per run on the driver, before any work.
+PROBE_TIMEOUT_S = 20.0
+
+
+def served_identity(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The stable part of one ``/v1/models`` entry (what is served, not when it started)."""
+    return {k: v for k, v in sorted(entry.items()) if k not in _VOLATILE_MODEL_FIELDS}
+
+
+def describe(config: OpenAIEngineConfig) -> dict[str, Any] | None:
+    """Ask ``GET <base_url>/models`` what the endpoint serves under ``config.model``.
+
+    Returns:
+        The stable fields of the model's entry, or None when ``probe_models`` is off.
+
+    Raises:
+        ConfigError: The endpoint is unreachable, has no ``/models``, or does not serve the model —
+            naming the URL and what to do (never the API key).
+    """
+    if not config.probe_models:
+        return None
+    import urllib.error
+    import urllib.request
+
+    url = _base_url(config) + "/models"
+    request = urllib.request.Request(url, headers={**_auth_headers(config), "Accept": "application/json"})
+    hint = "set probe_models: false for an API without GET /models"
+    try:
+        # _base_url admits only http(s), so urlopen cannot be steered to file:// or other schemes.
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise ConfigError(f"openai engine: GET {url} answered HTTP {exc.code}; {hint}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"openai engine: cannot reach {url} ({reason}); is the endpoint up?") from None
+    except ValueError:
+        raise ConfigError(f"openai engine: GET {url} did not answer JSON; {hint}") from None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise ConfigError(f"openai engine: GET {url} did not answer a model list; {hint}")
+    entries = [e for e in data if isinstance(e, dict)]
+    for entry in entries:
+        if entry.get("id") == config.model:
+            return served_identity(entry)
+    served = ", ".join(str(e.get("id")) for e in entries) or "nothing"
+    raise ConfigError(f"openai engine: {url} does not serve model {config.model!r} (it serves: {served})")
+
+
+@register_engine("openai", describe=describe)
 def _factory(config: OpenAIEngineConfig) -> Engine:
     """Build the ``openai`` engine (registered as backend ``openai``)."""
     return OpenAIEngine(config)

@@ -1,7 +1,9 @@
-"""Storage: URIs (local, file://, s3://) and the key layout of run directories."""
+"""Storage: URIs (local, file://, s3://), the key layout of run directories, and their manifest."""
 
 from wbray.storage._fs import (
+    DEFAULT_STORAGE,
     Location,
+    StorageOptions,
     check_destination,
     delete,
     exists,
@@ -16,17 +18,30 @@ from wbray.storage._fs import (
     write_parquet,
 )
 from wbray.storage._layout import COMMIT_MARKER, MANIFEST, RunLayout
+from wbray.storage._manifest import (
+    DataInfo,
+    Invocation,
+    PoolStats,
+    RowCount,
+    RunManifest,
+    StageStats,
+    TemplateInfo,
+    TokenCount,
+)
 from wbray.storage._results import (
     GENERATION_FIELDS,
     SCORE_FIELDS,
+    StoredRow,
     commit_stage,
     discover_runs,
+    index_generations,
     is_run,
     judges,
     read_evaluations,
     read_generations,
     read_manifest,
     read_scores,
+    score_ids,
     token_ledger,
     write_generations,
     write_manifest,
@@ -35,16 +50,28 @@ from wbray.storage._results import (
 
 __all__ = [
     "COMMIT_MARKER",
+    "DEFAULT_STORAGE",
     "GENERATION_FIELDS",
     "MANIFEST",
     "SCORE_FIELDS",
+    "DataInfo",
+    "Invocation",
     "Location",
+    "PoolStats",
+    "RowCount",
     "RunLayout",
+    "RunManifest",
+    "StageStats",
+    "StorageOptions",
+    "StoredRow",
+    "TemplateInfo",
+    "TokenCount",
     "check_destination",
     "commit_stage",
     "delete",
     "discover_runs",
     "exists",
+    "index_generations",
     "is_run",
     "is_s3",
     "join",
@@ -58,6 +85,7 @@ __all__ = [
     "read_manifest",
     "read_parquet",
     "read_scores",
+    "score_ids",
     "token_ledger",
     "write_bytes",
     "write_generations",

@@ -2,10 +2,15 @@
 
 Parquet goes through pyarrow's filesystems (what Ray Data uses too), so a URI means the same thing
 to the driver, to Ray workers and to Parquet readers; on S3, manifests, listings and other small
-objects go through boto3. S3 settings come only from the standard environment — ``AWS_ENDPOINT_URL``
-(MinIO, Ceph, moto), ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``WBRAY_S3_ADDRESSING_STYLE`` — and
-credentials only from the standard AWS chain (env, profile, instance role): never from config,
-never logged.
+objects go through boto3.
+
+S3 settings travel as an explicit :class:`StorageOptions` object (built from a config's
+``storage:`` section and handed to every stage), never through ``os.environ``: a Ray job that calls
+the library with ``storage.endpoint_url`` in its YAML reaches that endpoint from every worker. A
+setting left unset falls back to the standard environment where the code runs —
+``AWS_ENDPOINT_URL`` (MinIO, Ceph, moto), ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+``WBRAY_S3_ADDRESSING_STYLE``. Credentials come only from the standard AWS chain (env, profile,
+instance role): never from config, never logged, never copied into options.
 
 Writes are atomic: a local file is written beside its target and renamed into place; an object
 store PUT is atomic by itself. A crashed writer never leaves a half-written file under its name.
@@ -31,8 +36,52 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class StorageOptions:
+    """S3 settings passed explicitly to whatever reads or writes (picklable; no credentials).
+
+    Attributes:
+        endpoint_url: S3 endpoint (MinIO, Ceph, moto); None = the environment's, else AWS.
+        region: Region; None = the environment's, else us-east-1.
+        addressing_style: auto, path or virtual; None = the environment's, else auto.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    addressing_style: str | None = None
+
+    @classmethod
+    def of(cls, config: Any) -> StorageOptions:
+        """Options from a config's ``storage:`` section (any object with the same attributes)."""
+        if config is None:
+            return cls()
+        return cls(
+            endpoint_url=getattr(config, "endpoint_url", None),
+            region=getattr(config, "region", None),
+            addressing_style=getattr(config, "addressing_style", None),
+        )
+
+    def with_env_defaults(self) -> StorageOptions:
+        """These options, with unset ones taken from this process's environment.
+
+        The driver calls this once, so settings a user exported in the shell that starts a run
+        travel to every worker inside the options — workers on another node never see that shell.
+        What is unset here too stays unset, and each worker then uses its own environment.
+        """
+        here = S3Settings.from_environment()
+        return StorageOptions(
+            endpoint_url=self.endpoint_url or here.endpoint_url,
+            region=self.region or here.region,
+            addressing_style=self.addressing_style or here.addressing_style,
+        )
+
+
+#: Nothing set explicitly: every setting comes from the environment where the code runs.
+DEFAULT_STORAGE = StorageOptions()
+
+
+@dataclass(frozen=True)
 class S3Settings:
-    """Where S3 requests go (from the environment; see the module docstring)."""
+    """Where S3 requests go: explicit options first, then the environment (module docstring)."""
 
     endpoint_url: str | None
     region: str
@@ -41,11 +90,29 @@ class S3Settings:
     #: credentials themselves).
     auth_id: str = ""
 
+    @staticmethod
+    def from_environment() -> StorageOptions:
+        """Only what this process's environment sets (None where it sets nothing)."""
+        return StorageOptions(
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+            addressing_style=env.get(env.WBRAY_S3_ADDRESSING_STYLE),
+        )
+
     @classmethod
-    def from_env(cls) -> S3Settings:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        style = env.get(env.WBRAY_S3_ADDRESSING_STYLE) or "auto"
+    def resolve(cls, options: StorageOptions | None = None) -> S3Settings:
+        """The settings in force here: ``options`` where set, the environment otherwise."""
+        opts = options or DEFAULT_STORAGE
+        endpoint = (
+            opts.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None
+        )
+        region = (
+            opts.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        )
+        style = opts.addressing_style or env.get(env.WBRAY_S3_ADDRESSING_STYLE) or "auto"
         if style not in ("auto", "path", "virtual"):
             raise WbrayError(f"{env.WBRAY_S3_ADDRESSING_STYLE}={style!r}: use auto, path or virtual")
         creds = "\0".join(
@@ -93,12 +160,12 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _s3_error(uri: str, exc: Exception) -> WbrayError:
+def _s3_error(uri: str, exc: Exception, storage: StorageOptions | None = None) -> WbrayError:
     """One clear line for the S3 failures a user can fix."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     bucket, _ = split_s3(uri)
-    endpoint = S3Settings.from_env().endpoint_url or "the AWS default endpoint"
+    endpoint = S3Settings.resolve(storage).endpoint_url or "the AWS default endpoint"
     if isinstance(exc, NoCredentialsError):
         return WbrayError(
             f"{uri}: no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role)"
@@ -117,13 +184,17 @@ def _s3_error(uri: str, exc: Exception) -> WbrayError:
     return WbrayError(f"{uri}: S3 request failed ({type(exc).__name__}: {exc})")
 
 
-def _s3_call(uri: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _client(storage: StorageOptions | None) -> Any:
+    return _s3_client(S3Settings.resolve(storage))
+
+
+def _s3_call(uri: str, storage: StorageOptions | None, fn: Any, *args: Any, **kwargs: Any) -> Any:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return fn(*args, **kwargs)
     except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(uri, exc) from None
+        raise _s3_error(uri, exc, storage) from None
 
 
 def is_s3(uri: str) -> bool:
@@ -153,7 +224,7 @@ def normalize_uri(uri: str | os.PathLike[str]) -> str:
     return str(Path(text).expanduser().resolve())
 
 
-def locate(uri: str | os.PathLike[str]) -> Location:
+def locate(uri: str | os.PathLike[str], storage: StorageOptions | None = None) -> Location:
     """Resolve a URI to a pyarrow filesystem and path."""
     import pyarrow.fs as pafs
 
@@ -164,16 +235,16 @@ def locate(uri: str | os.PathLike[str]) -> Location:
     if scheme != "s3":
         raise WbrayError(f"{norm}: unsupported URI scheme {scheme!r} (use a local path, file:// or s3://)")
     bucket, key = split_s3(norm)
-    return Location(norm, _s3_filesystem(S3Settings.from_env()), f"{bucket}/{key}".rstrip("/"))
+    return Location(norm, _s3_filesystem(S3Settings.resolve(storage)), f"{bucket}/{key}".rstrip("/"))
 
 
-def check_destination(uri: str) -> None:
+def check_destination(uri: str, storage: StorageOptions | None = None) -> None:
     """Fail early, with one clear line, when ``uri`` cannot be written (missing bucket, bad
     credentials, unreachable endpoint), before any work starts."""
     norm = normalize_uri(uri)
     if is_s3(norm):
         bucket, _ = split_s3(norm)
-        _s3_call(norm, _s3_client(S3Settings.from_env()).head_bucket, Bucket=bucket)
+        _s3_call(norm, storage, _client(storage).head_bucket, Bucket=bucket)
         return
     try:
         Path(norm).mkdir(parents=True, exist_ok=True)
@@ -187,7 +258,7 @@ def join(uri: str, *parts: str) -> str:
     return posixpath.join(norm, *parts)
 
 
-def exists(uri: str) -> bool:
+def exists(uri: str, storage: StorageOptions | None = None) -> bool:
     """Whether a file (object) exists at ``uri``."""
     norm = normalize_uri(uri)
     if is_s3(norm):
@@ -195,22 +266,22 @@ def exists(uri: str) -> bool:
 
         bucket, key = split_s3(norm)
         try:
-            _s3_client(S3Settings.from_env()).head_object(Bucket=bucket, Key=key)
+            _client(storage).head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
                 return False
-            raise _s3_error(norm, exc) from None
+            raise _s3_error(norm, exc, storage) from None
         except Exception as exc:
-            raise _s3_error(norm, exc) from None
+            raise _s3_error(norm, exc, storage) from None
         return True
     return Path(norm).exists()
 
 
-def read_bytes(uri: str) -> bytes:
+def read_bytes(uri: str, storage: StorageOptions | None = None) -> bytes:
     norm = normalize_uri(uri)
     if is_s3(norm):
         bucket, key = split_s3(norm)
-        body = _s3_call(norm, _s3_client(S3Settings.from_env()).get_object, Bucket=bucket, Key=key)["Body"]
+        body = _s3_call(norm, storage, _client(storage).get_object, Bucket=bucket, Key=key)["Body"]
         return bytes(body.read())
     try:
         return Path(norm).read_bytes()
@@ -218,12 +289,12 @@ def read_bytes(uri: str) -> bytes:
         raise WbrayError(f"{uri}: not found") from None
 
 
-def write_bytes(uri: str, data: bytes) -> None:
+def write_bytes(uri: str, data: bytes, storage: StorageOptions | None = None) -> None:
     """Write ``data`` to ``uri`` atomically."""
     norm = normalize_uri(uri)
     if is_s3(norm):
         bucket, key = split_s3(norm)
-        _s3_call(norm, _s3_client(S3Settings.from_env()).put_object, Bucket=bucket, Key=key, Body=data)
+        _s3_call(norm, storage, _client(storage).put_object, Bucket=bucket, Key=key, Body=data)
         return
     target = Path(norm)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -232,28 +303,24 @@ def write_bytes(uri: str, data: bytes) -> None:
     os.replace(tmp, target)
 
 
-def delete(uri: str) -> None:
+def delete(uri: str, storage: StorageOptions | None = None) -> None:
     """Remove one file (object); a missing one is fine."""
     norm = normalize_uri(uri)
     if is_s3(norm):
         bucket, key = split_s3(norm)
-        _s3_call(norm, _s3_client(S3Settings.from_env()).delete_object, Bucket=bucket, Key=key)
+        _s3_call(norm, storage, _client(storage).delete_object, Bucket=bucket, Key=key)
         return
     Path(norm).unlink(missing_ok=True)
 
 
-def list_files(uri: str, suffix: str = "") -> list[str]:
+def list_files(uri: str, suffix: str = "", storage: StorageOptions | None = None) -> list[str]:
     """Files under ``uri`` (recursive) ending in ``suffix``, as sorted URIs; hidden temp files skipped."""
     norm = normalize_uri(uri)
     out = []
     if is_s3(norm):
         bucket, key = split_s3(norm)
         prefix = f"{key.rstrip('/')}/" if key else ""
-        pages = (
-            _s3_client(S3Settings.from_env())
-            .get_paginator("list_objects_v2")
-            .paginate(Bucket=bucket, Prefix=prefix)
-        )
+        pages = _client(storage).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         try:
             for page in pages:
                 for obj in page.get("Contents", []):
@@ -261,7 +328,7 @@ def list_files(uri: str, suffix: str = "") -> list[str]:
                     if name.endswith(suffix) and not name.startswith("."):
                         out.append(f"s3://{bucket}/{obj['Key']}")
         except Exception as exc:
-            raise _s3_error(norm, exc) from None
+            raise _s3_error(norm, exc, storage) from None
         return sorted(out)
     root = Path(norm)
     if not root.is_dir():
@@ -272,7 +339,7 @@ def list_files(uri: str, suffix: str = "") -> list[str]:
     return sorted(out)
 
 
-def write_parquet(uri: str, table: pa.Table) -> None:
+def write_parquet(uri: str, table: pa.Table, storage: StorageOptions | None = None) -> None:
     """Write one Parquet file atomically.
 
     A part is one batch (kilobytes to a few megabytes), so it is serialised in memory and stored
@@ -284,17 +351,19 @@ def write_parquet(uri: str, table: pa.Table) -> None:
 
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    write_bytes(uri, sink.getvalue().to_pybytes())
+    write_bytes(uri, sink.getvalue().to_pybytes(), storage)
 
 
-def read_parquet(uris: list[str], columns: list[str] | None = None) -> pa.Table | None:
+def read_parquet(
+    uris: list[str], columns: list[str] | None = None, storage: StorageOptions | None = None
+) -> pa.Table | None:
     """Read and concatenate Parquet files (None when ``uris`` is empty)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     tables = []
     for uri in uris:
-        loc = locate(uri)
+        loc = locate(uri, storage)
         tables.append(pq.read_table(loc.path, filesystem=loc.fs, columns=columns))
     if not tables:
         return None

@@ -16,9 +16,9 @@ same file instead of adding a duplicate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from wbray.storage._fs import join, normalize_uri
+from wbray.storage._fs import DEFAULT_STORAGE, StorageOptions, join, normalize_uri
 
 MANIFEST = "manifest.json"
 #: Written last into a stage directory; lists the parts that make the stage complete.
@@ -27,13 +27,14 @@ COMMIT_MARKER = "_COMMITTED.json"
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Paths inside one run directory."""
+    """Paths inside one run directory, and the storage options that reach them."""
 
     root: str
+    storage: StorageOptions = field(default=DEFAULT_STORAGE, compare=False)
 
     @classmethod
-    def at(cls, uri: str) -> RunLayout:
-        return cls(normalize_uri(uri))
+    def at(cls, uri: str, storage: StorageOptions | None = None) -> RunLayout:
+        return cls(normalize_uri(uri), storage or DEFAULT_STORAGE)
 
     @property
     def manifest(self) -> str:

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wbray.config import content_hash
 from wbray.errors import WbrayError
-from wbray.storage._fs import exists, join, list_files, read_bytes, read_parquet, write_bytes, write_parquet
+from wbray.storage._fs import (
+    StorageOptions,
+    exists,
+    join,
+    list_files,
+    locate,
+    read_bytes,
+    read_parquet,
+    write_bytes,
+    write_parquet,
+)
 from wbray.storage._layout import COMMIT_MARKER, RunLayout
+from wbray.storage._manifest import RunManifest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,23 +96,26 @@ def _clean(value: Any) -> Any:
 
 
 def write_part(
-    directory: str, rows: Sequence[dict[str, Any]], fields: Sequence[tuple[str, str]]
+    directory: str,
+    rows: Sequence[dict[str, Any]],
+    fields: Sequence[tuple[str, str]],
+    storage: StorageOptions | None = None,
 ) -> str | None:
     """Write one batch as ``part-<hash of its row ids>.parquet`` under ``directory`` (atomic)."""
     if not rows:
         return None
     name = RunLayout.part_name(content_hash(sorted(str(r["row_id"]) for r in rows)))
     uri = f"{directory.rstrip('/')}/{name}"
-    write_parquet(uri, _table(rows, fields))
+    write_parquet(uri, _table(rows, fields), storage)
     return uri
 
 
 def write_generations(layout: RunLayout, model: str, rows: Sequence[dict[str, Any]]) -> str | None:
-    return write_part(layout.generations(model), rows, GENERATION_FIELDS)
+    return write_part(layout.generations(model), rows, GENERATION_FIELDS, layout.storage)
 
 
 def write_scores(layout: RunLayout, judge: str, model: str, rows: Sequence[dict[str, Any]]) -> str | None:
-    return write_part(layout.scores(judge, model), rows, SCORE_FIELDS)
+    return write_part(layout.scores(judge, model), rows, SCORE_FIELDS, layout.storage)
 
 
 def _dedupe(table: pa.Table | None) -> pa.Table | None:
@@ -119,34 +134,36 @@ def _dedupe(table: pa.Table | None) -> pa.Table | None:
     return table.filter(keep).drop_columns(["__i"])
 
 
-def commit_stage(directory: str) -> int:
+def commit_stage(directory: str, storage: StorageOptions | None = None) -> int:
     """Seal a stage directory: write its marker (listing its parts) last. Returns the part count.
 
     Readers that want only complete results (aggregation, export) read just the parts a marker
     lists, so parts left by a crashed writer never read as complete.
     """
-    parts = [uri.rsplit("/", 1)[-1] for uri in list_files(directory, ".parquet")]
-    write_bytes(join(directory, COMMIT_MARKER), json.dumps({"parts": parts}).encode("utf-8"))
+    parts = [uri.rsplit("/", 1)[-1] for uri in list_files(directory, ".parquet", storage)]
+    write_bytes(join(directory, COMMIT_MARKER), json.dumps({"parts": parts}).encode("utf-8"), storage)
     return len(parts)
 
 
-def _committed(root: str) -> list[str]:
+def _committed(root: str, storage: StorageOptions | None = None) -> list[str]:
     out = []
-    for marker in list_files(root, COMMIT_MARKER):
+    for marker in list_files(root, COMMIT_MARKER, storage):
         directory = marker.rsplit("/", 1)[0]
         try:
-            listed = json.loads(read_bytes(marker))["parts"]
+            listed = json.loads(read_bytes(marker, storage))["parts"]
         except (ValueError, KeyError, TypeError):
             raise WbrayError(f"{marker}: damaged commit marker (expected {{'parts': [...]}})") from None
         out += [f"{directory}/{name}" for name in listed]
     return sorted(out)
 
 
-def _read_rows(root: str, columns: list[str] | None, committed_only: bool = False) -> pa.Table | None:
+def _read_rows(
+    root: str, columns: list[str] | None, committed_only: bool, storage: StorageOptions | None
+) -> pa.Table | None:
     # row_id is always read: de-duplication needs it, even when the caller did not ask for it.
     wanted = None if columns is None else list(dict.fromkeys(["row_id", *columns]))
-    parts = _committed(root) if committed_only else list_files(root, ".parquet")
-    table = _dedupe(read_parquet(parts, wanted))
+    parts = _committed(root, storage) if committed_only else list_files(root, ".parquet", storage)
+    table = _dedupe(read_parquet(parts, wanted, storage))
     if table is not None and columns is not None and "row_id" not in columns:
         table = table.drop_columns(["row_id"])
     return table
@@ -159,7 +176,7 @@ def read_generations(
 
     ``committed_only`` reads only parts of sealed stages (see :func:`commit_stage`).
     """
-    return _read_rows(layout.generations_root, columns, committed_only)
+    return _read_rows(layout.generations_root, columns, committed_only, layout.storage)
 
 
 def read_scores(
@@ -169,40 +186,37 @@ def read_scores(
     committed_only: bool = False,
 ) -> pa.Table | None:
     """Stored score rows of the run (one judge, or all), one per row_id."""
-    return _read_rows(layout.scores(judge) if judge else layout.scores_root, columns, committed_only)
+    root = layout.scores(judge) if judge else layout.scores_root
+    return _read_rows(root, columns, committed_only, layout.storage)
 
 
 def judges(layout: RunLayout) -> list[str]:
     """Judges that have scores in the run."""
     names = set()
-    for uri in list_files(layout.scores_root, ".parquet"):
+    for uri in list_files(layout.scores_root, ".parquet", layout.storage):
         for part in uri.split("/"):
             if part.startswith("judge="):
                 names.add(part.removeprefix("judge="))
     return sorted(names)
 
 
-def read_manifest(layout: RunLayout) -> dict[str, Any] | None:
-    if not exists(layout.manifest):
+def read_manifest(layout: RunLayout) -> RunManifest | None:
+    """The run's manifest, or None when the directory holds none (yet)."""
+    if not exists(layout.manifest, layout.storage):
         return None
-    try:
-        value = json.loads(read_bytes(layout.manifest))
-    except json.JSONDecodeError as exc:
-        raise WbrayError(f"{layout.manifest}: not valid JSON ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise WbrayError(f"{layout.manifest}: expected a JSON object")
-    return value
+    return RunManifest.parse(read_bytes(layout.manifest, layout.storage), layout.manifest)
 
 
-def write_manifest(layout: RunLayout, manifest: dict[str, Any]) -> None:
-    write_bytes(
-        layout.manifest, json.dumps(manifest, indent=2, ensure_ascii=False, default=str).encode("utf-8")
-    )
+def write_manifest(layout: RunLayout, manifest: RunManifest | Mapping[str, Any]) -> None:
+    """Write the manifest atomically (a dict is validated into a :class:`RunManifest` first)."""
+    if not isinstance(manifest, RunManifest):
+        manifest = RunManifest.model_validate(dict(manifest))
+    write_bytes(layout.manifest, manifest.to_json(), layout.storage)
 
 
-def is_run(uri: str) -> bool:
+def is_run(uri: str, storage: StorageOptions | None = None) -> bool:
     """True when ``uri`` holds a run (its manifest)."""
-    return exists(RunLayout.at(uri).manifest)
+    return exists(RunLayout.at(uri, storage).manifest, storage)
 
 
 def read_evaluations(
@@ -244,13 +258,53 @@ def read_evaluations(
     return df[wanted].reset_index(drop=True)
 
 
-def discover_runs(prefix: str) -> list[str]:
+def discover_runs(prefix: str, storage: StorageOptions | None = None) -> list[str]:
     """Run roots at or under ``prefix`` (any directory holding a manifest.json), sorted."""
     from wbray.storage._layout import MANIFEST
 
-    return sorted(
-        {uri.rsplit("/", 1)[0] for uri in list_files(prefix, MANIFEST) if uri.endswith(f"/{MANIFEST}")}
-    )
+    found = list_files(prefix, MANIFEST, storage)
+    return sorted({uri.rsplit("/", 1)[0] for uri in found if uri.endswith(f"/{MANIFEST}")})
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """Where one stored generation row lives, without its text (what the driver plans with)."""
+
+    row_id: str
+    model: str
+    index: int
+    sample: int
+    status: str
+    part: str
+
+
+def index_generations(layout: RunLayout) -> list[StoredRow]:
+    """Every stored generation row of the run: ids, keys and the part holding it — never the text.
+
+    Every part counts, sealed or not: a part is written atomically, so a part left by a crashed
+    run holds finished rows that a resumed run reuses. A row id found in several parts (a batch
+    re-written after a crash) is listed once, at its first part in sorted order.
+    """
+    import pyarrow.parquet as pq
+
+    out: dict[str, StoredRow] = {}
+    columns = ["row_id", "model", "index", "sample", "status"]
+    for uri in list_files(layout.generations_root, ".parquet", layout.storage):
+        loc = locate(uri, layout.storage)
+        table = pq.read_table(loc.path, filesystem=loc.fs, columns=columns)
+        for rec in table.to_pylist():
+            rid = str(rec["row_id"])
+            if rid not in out:
+                out[rid] = StoredRow(
+                    rid, str(rec["model"]), int(rec["index"]), int(rec["sample"]), str(rec["status"]), uri
+                )
+    return list(out.values())
+
+
+def score_ids(layout: RunLayout, judge: str) -> frozenset[str]:
+    """Row ids of every score the judge already has in the run (any part)."""
+    table = read_scores(layout, judge, ["row_id"])
+    return frozenset() if table is None else frozenset(table.column("row_id").to_pylist())
 
 
 def token_ledger(layout: RunLayout, judge: str | None = None) -> pd.DataFrame:

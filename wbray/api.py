@@ -1,0 +1,458 @@
+"""wbray's public Python API: :func:`evaluate` and :func:`score`.
+
+These functions apply every setting of the config themselves — storage options handed to every
+stage as an object (never through ``os.environ``), the Ray cluster to start or join, Ray Data's
+context, the post-run aggregation and reports — so a Ray job that calls them behaves exactly like
+the ``wbray`` command, which is a thin caller of this module (as are ``jobs/*.py``).
+
+``import wbray`` stays light: Ray, torch and the pipeline load inside the calls.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wbray import __version__
+from wbray.config import WbrayConfig, content_hash, dump_config, load_config
+from wbray.errors import ConfigError
+
+if TYPE_CHECKING:
+    from wbray.aggregate import Leaderboard
+    from wbray.dataset import Benchmark
+    from wbray.pipelines import Execution, ProgressCallback, RunPlan
+    from wbray.prompts import JudgeTemplate
+    from wbray.storage import RunLayout, RunManifest
+
+ConfigSource = WbrayConfig | str | Path | Mapping[str, Any]
+
+#: Said at start and written on every report when the judge prompt is wbray's own wording.
+NOT_OFFICIAL_PROMPT = (
+    "judge prompt: not the official one (wbray's builtin wording; no official prompt in the data "
+    "directory) — scores are not comparable with published WritingBench numbers"
+)
+
+
+@dataclass
+class EvalSummary:
+    """What one call of :func:`evaluate` or :func:`score` did.
+
+    Attributes:
+        root: The run directory URI.
+        judge: The judge's name.
+        models: The models this call planned for.
+        computed: ``"generate:<model>"`` / ``"score:<model>"`` -> rows computed by this call.
+        skipped: The same keys -> rows already stored, so not computed again.
+        failed: The same keys -> computed rows that are failure rows.
+        wall_s: Wall time of the call (Ray start and reports included).
+        manifest: The run's manifest as written last.
+        leaderboard: The aggregated leaderboard of the run's scores (None when nothing is scored
+            yet or ``report=False``).
+        reports: URIs of the report files written.
+    """
+
+    root: str
+    judge: str
+    models: list[str]
+    computed: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    manifest: RunManifest | None = None
+    leaderboard: Leaderboard | None = None
+    reports: list[str] = field(default_factory=list)
+
+
+def load(
+    config: ConfigSource,
+    *,
+    overrides: Sequence[str] = (),
+    data_dir: str | None = None,
+    limit: int | None = None,
+) -> WbrayConfig:
+    """A config from a :class:`WbrayConfig`, a YAML path or a mapping, with overrides applied."""
+    extra = list(overrides)
+    if data_dir:
+        extra.append(f"data.data_dir={data_dir}")
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"limit must be at least 1, got {limit}")
+        extra.append(f"data.limit={limit}")
+    if isinstance(config, WbrayConfig):
+        if not extra:
+            return config
+        return load_config(config.model_dump(mode="json"), extra)
+    return load_config(config if isinstance(config, Mapping) else Path(config), extra)
+
+
+def evaluate(
+    config: ConfigSource,
+    *,
+    out: str | None = None,
+    limit: int | None = None,
+    data_dir: str | None = None,
+    overrides: Sequence[str] = (),
+    address: str | None = None,
+    report: bool = True,
+    on_progress: ProgressCallback | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> EvalSummary:
+    """Generate, score, aggregate and report: the whole evaluation, resumable.
+
+    Every candidate generates through its own engine pool and one judge pool scores all of them
+    (streaming, in one Ray Data dataset). Running the same call again skips finished rows.
+
+    Args:
+        config: The evaluation config (object, YAML path or mapping).
+        out: Run directory URI (local, ``file://`` or ``s3://``); default ``run.out``, then
+            ``runs/<config file stem>``.
+        limit: Evaluate only the first N selected queries.
+        data_dir: WritingBench data directory or ``example`` (overrides ``data.data_dir``).
+        overrides: Dotted ``key=value`` overrides (as ``wbray -o``).
+        address: A Ray cluster to join (``auto``, ``ray://...``); default ``ray.address``, then
+            ``$RAY_ADDRESS``, else a private embedded cluster.
+        report: Aggregate the run and write its reports afterwards.
+        on_progress: Called about twice a second with per-stage counts and totals.
+        on_event: Called with one-line notices (which cluster, what the plan is).
+
+    Returns:
+        A summary; the run's manifest records the same.
+    """
+    return _run(config, True, out, limit, data_dir, overrides, address, report, on_progress, on_event)
+
+
+def score(
+    config: ConfigSource,
+    *,
+    out: str | None = None,
+    limit: int | None = None,
+    data_dir: str | None = None,
+    overrides: Sequence[str] = (),
+    address: str | None = None,
+    report: bool = True,
+    on_progress: ProgressCallback | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> EvalSummary:
+    """Score the answers stored in ``out`` with the config's judge; nothing is generated.
+
+    Generate once, score many times: every model found in the run is judged, and its verdicts go
+    under the judge's name next to those of other judges. Arguments as in :func:`evaluate`.
+    """
+    return _run(config, False, out, limit, data_dir, overrides, address, report, on_progress, on_event)
+
+
+def default_out(config: WbrayConfig, source: ConfigSource) -> str:
+    """The run directory when none is given: ``run.out``, then ``runs/<config file stem>``."""
+    if config.run.out:
+        return config.run.out
+    if isinstance(source, str | Path):
+        return str(Path("runs") / Path(source).stem)
+    raise ConfigError("no run directory: pass out=... or set run.out in the config")
+
+
+def judge_template_for(config: WbrayConfig, bench: Benchmark) -> JudgeTemplate:
+    """The judge prompt a run uses (official from the data directory when there is one)."""
+    from wbray.prompts import load_judge_template
+
+    return load_judge_template(None if bench.is_example else bench.root, config.judge.template)
+
+
+def _packages() -> dict[str, str]:
+    out = {"python": platform.python_version(), "wbray": __version__}
+    for name in ("ray", "pyarrow", "pandas", "torch", "transformers", "xgrammar", "vllm", "openai"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _run(
+    source: ConfigSource,
+    generate: bool,
+    out: str | None,
+    limit: int | None,
+    data_dir: str | None,
+    overrides: Sequence[str],
+    address: str | None,
+    report: bool,
+    on_progress: ProgressCallback | None,
+    on_event: Callable[[str], None] | None,
+) -> EvalSummary:
+    from wbray.dataset import load_benchmark
+    from wbray.storage import RunLayout, StorageOptions, check_destination
+
+    started = time.time()
+    say = on_event or (lambda _line: None)
+    config = load(source, overrides=overrides, data_dir=data_dir, limit=limit)
+    if config.judge.engine is None:
+        raise ConfigError(
+            "judge.engine is not set: scoring needs a judge model (see configs/quickstart.yaml)"
+        )
+    if generate and not config.candidates:
+        raise ConfigError("no candidates: list the models to evaluate under `candidates:`")
+    d = config.data
+    bench = load_benchmark(d.data_dir).select(
+        domain1=d.domain1, domain2=d.domain2, lang=d.lang, indices=d.indices, limit=d.limit
+    )
+    # The config wins; what it leaves unset comes from the caller's environment, and the result
+    # travels to every stage as an object (workers on other nodes never see this shell).
+    storage = StorageOptions.of(config.storage).with_env_defaults()
+    layout = RunLayout.at(out or default_out(config, source), storage)
+    check_destination(layout.root, layout.storage)  # a missing bucket or bad credentials fail before work
+    template = judge_template_for(config, bench)
+    verb = "run" if generate else "score"
+    say(f"wbray {verb}: {len(bench.queries)} queries, data {bench.data_version}, out {layout.root}")
+    if template.source != "official":
+        say(f"warning: {NOT_OFFICIAL_PROMPT}")
+
+    from wbray.pipelines import configure_data, execute, ray_session
+
+    with ray_session(config.ray, address, say=say):
+        configure_data(config.ray)
+        plan, served = _plan(config, bench, template, layout, generate)
+        totals = plan.totals
+        say(f"plan: {totals['generate']} answers and {totals['score']} verdicts to compute")
+        manifest = _start_manifest(config, bench, template, layout, plan, served, started, generate)
+        try:
+            execution = execute(plan, layout, bench.queries, on_progress)
+        except BaseException as exc:
+            manifest.status = "failed"
+            manifest.error = f"{type(exc).__name__}: {exc}"[:2000]
+            _write_manifest(layout, manifest)
+            raise
+    summary = _finish(config, bench, layout, plan, execution, manifest, started, generate)
+    if report:
+        _report(summary, bench, layout)
+    summary.wall_s = time.time() - started
+    return summary
+
+
+def _plan(
+    config: WbrayConfig, bench: Benchmark, template: JudgeTemplate, layout: RunLayout, generate: bool
+) -> tuple[RunPlan, dict[str, dict[str, Any] | None]]:
+    from wbray.engines import describe_engine
+    from wbray.pipelines import generation_pool, judge_pool, plan_run
+    from wbray.storage import index_generations, score_ids
+
+    assert config.judge.engine is not None
+    # What served endpoints say they serve joins the row ids: asked once, before any work.
+    served: dict[str, dict[str, Any] | None] = {
+        judge_pool(config.judge.name): describe_engine(config.judge.engine)
+    }
+    if generate:
+        for cand in config.candidates:
+            served[generation_pool(cand.name)] = describe_engine(cand.engine)
+    plan = plan_run(
+        config,
+        bench.queries,
+        bench.data_version,
+        template,
+        index_generations(layout),
+        score_ids(layout, config.judge.name),
+        generate=generate,
+        served=served,
+    )
+    return plan, served
+
+
+def _write_manifest(layout: RunLayout, manifest: RunManifest) -> None:
+    from wbray.storage import write_manifest
+
+    write_manifest(layout, manifest)
+
+
+def _start_manifest(
+    config: WbrayConfig,
+    bench: Benchmark,
+    template: JudgeTemplate,
+    layout: RunLayout,
+    plan: RunPlan,
+    served: Mapping[str, Mapping[str, Any] | None],
+    started: float,
+    generate: bool,
+) -> RunManifest:
+    from wbray.pipelines import generation_pool
+    from wbray.steps import generation_identity, judge_identity
+    from wbray.storage import DataInfo, RunManifest, TemplateInfo, read_manifest
+
+    manifest = read_manifest(layout) or RunManifest(created_at=started)
+    engines = dict(manifest.engines)
+    engines[plan.judge_pool] = judge_identity(config.judge, template, plan.judge_served)
+    if generate:
+        for cand in config.candidates:
+            pool = generation_pool(cand.name)
+            engines[pool] = generation_identity(cand, config.generation, served.get(pool))
+    manifest = manifest.model_copy(
+        update={
+            "wbray_version": __version__,
+            "status": "running",
+            "error": None,
+            "started_at": started,
+            "finished_at": None,
+            "config": json.loads(json.dumps(config.model_dump(mode="json"))),
+            "config_yaml": dump_config(config),
+            "config_hash": content_hash(config.model_dump(mode="json", exclude={"run", "ray"})),
+            "data": DataInfo(
+                source="example" if bench.is_example else str(bench.root),
+                data_version=bench.data_version,
+                queries=len(bench.queries),
+            ),
+            "judge": config.judge.name,
+            "prompt_versions": {**manifest.prompt_versions, config.judge.name: template.version},
+            "judge_template": TemplateInfo(source=template.source, origin=template.origin),
+            "engines": engines,
+            "packages": _packages(),
+        }
+    )
+    _write_manifest(layout, manifest)
+    return manifest
+
+
+def _finish(
+    config: WbrayConfig,
+    bench: Benchmark,
+    layout: RunLayout,
+    plan: RunPlan,
+    execution: Execution,
+    manifest: RunManifest,
+    started: float,
+    generate: bool,
+) -> EvalSummary:
+    from wbray.storage import Invocation, PoolStats, StageStats, commit_stage
+
+    judge = config.judge.name
+    # Seal every stage this call touched, then write the manifest: the manifest comes last.
+    for c in plan.candidates:
+        if generate:
+            commit_stage(layout.generations(c.model), layout.storage)
+        commit_stage(layout.scores(judge, c.model), layout.storage)
+    summary = EvalSummary(root=layout.root, judge=judge, models=plan.models)
+    stages: list[StageStats] = []
+    for c in plan.candidates:
+        gen = execution.stages.get(f"generate:{c.model}", {})
+        sc = execution.stages.get(f"score:{c.model}", {})
+        summary.skipped[f"generate:{c.model}"] = c.generations_stored
+        summary.computed[f"generate:{c.model}"] = int(gen.get("rows", 0))
+        summary.failed[f"generate:{c.model}"] = int(gen.get("failed", 0))
+        summary.skipped[f"score:{c.model}"] = c.scores_done
+        summary.computed[f"score:{c.model}"] = int(sc.get("rows", 0))
+        summary.failed[f"score:{c.model}"] = int(sc.get("failed", 0))
+        if generate:
+            stages.append(
+                StageStats(
+                    stage="generate",
+                    model=c.model,
+                    planned=c.generations_todo,
+                    skipped=c.generations_stored,
+                    computed=int(gen.get("rows", 0)),
+                    failed=int(gen.get("failed", 0)),
+                    prompt_tokens=int(gen.get("prompt_tokens", 0)),
+                    completion_tokens=int(gen.get("completion_tokens", 0)),
+                )
+            )
+        stages.append(
+            StageStats(
+                stage="score",
+                model=c.model,
+                judge=judge,
+                planned=c.scores_todo,
+                skipped=c.scores_done,
+                computed=int(sc.get("rows", 0)),
+                failed=int(sc.get("failed", 0)),
+                prompt_tokens=int(sc.get("prompt_tokens", 0)),
+                completion_tokens=int(sc.get("completion_tokens", 0)),
+            )
+        )
+    pools = []
+    for name, engine, _resources in plan.pools():
+        p = execution.pools.get(name, {})
+        pools.append(
+            PoolStats(
+                pool=name,
+                backend=str(engine.backend),
+                actors=int(p.get("actors", 0)),
+                # Backends with their own stage (vLLM) load models out of wbray's sight.
+                engine_loads=int(p["loads"]) if "loads" in p else None,
+                load_s=float(p.get("load_s", 0.0)),
+                busy_s=float(p.get("busy_s", 0.0)),
+                batches=int(p.get("batches", 0)),
+                rows=int(p.get("rows", 0)),
+                wall_s=float(p.get("wall_s", 0.0)),
+            )
+        )
+    finished = time.time()
+    counts = _counts(layout, judge)
+    manifest = manifest.model_copy(
+        update={
+            "status": "complete",
+            "finished_at": finished,
+            "wall_s": finished - started,
+            **counts,
+            "history": [
+                *manifest.history,
+                Invocation(
+                    started_at=started,
+                    finished_at=finished,
+                    judge=judge,
+                    generate=generate,
+                    stages=stages,
+                    pools=pools,
+                ),
+            ],
+        }
+    )
+    _write_manifest(layout, manifest)
+    summary.manifest = manifest
+    return summary
+
+
+def _counts(layout: RunLayout, judge: str) -> dict[str, Any]:
+    from wbray.storage import RowCount, TokenCount, read_generations, read_scores
+
+    gens = read_generations(layout, ["status", "prompt_tokens", "completion_tokens"])
+    scores = read_scores(layout, judge, ["status", "prompt_tokens", "completion_tokens"])
+
+    def tally(table: Any) -> tuple[RowCount, TokenCount]:
+        if table is None:
+            return RowCount(), TokenCount()
+        df = table.to_pandas()
+        ok = int((df["status"] == "ok").sum())
+        return (
+            RowCount(total=len(df), ok=ok, failed=len(df) - ok),
+            TokenCount(prompt=int(df["prompt_tokens"].sum()), completion=int(df["completion_tokens"].sum())),
+        )
+
+    g_rows, g_tok = tally(gens)
+    s_rows, s_tok = tally(scores)
+    return {
+        "row_counts": {"generations": g_rows, "scores": s_rows},
+        "tokens": {"generation": g_tok, "judge": s_tok},
+    }
+
+
+def _report(summary: EvalSummary, bench: Benchmark, layout: RunLayout) -> None:
+    from wbray.aggregate import aggregate, write_reports
+    from wbray.storage import read_evaluations, token_ledger
+
+    # Only what the numbers need: no reasons, no raw replies cross into the driver.
+    columns = ["model", "index", "criterion", "repeat", "score", "status"]
+    evaluations = read_evaluations(
+        layout, summary.judge, indices=set(bench.by_index), models=summary.models, columns=columns
+    )
+    if evaluations.empty:
+        return
+    board = aggregate(evaluations, bench.queries, bench.requirements)
+    target = layout.report(summary.judge)
+    ledger = token_ledger(layout, summary.judge)
+    summary.reports = [str(u) for u in write_reports(board, target, ledger, layout.storage)]
+    summary.leaderboard = board
+
+
+__all__ = ["ConfigSource", "EvalSummary", "default_out", "evaluate", "load", "score"]
