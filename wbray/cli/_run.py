@@ -81,12 +81,13 @@ def _execute(args: argparse.Namespace, generate: bool) -> int:
 
     from wbray.cli._progress import RunProgress
     from wbray.cli._ray import ray_session
-    from wbray.storage import check_destination
+    from wbray.storage import RunLayout, check_destination, read_manifest
 
     config, bench, out = _prepare(args)
     # Config wins over the environment; set before Ray starts so workers inherit it too.
     os.environ.update(config.storage.to_env())
     check_destination(out)  # a missing bucket or bad credentials fail before Ray even starts
+    read_manifest(RunLayout.at(out))  # so does a corrupt manifest in a run being resumed
     console = Console(stderr=True)
     verb = "run" if generate else "score"
     console.print(f"wbray {verb}: {len(bench.queries)} queries, data {bench.data_version}, out {out}")

@@ -185,12 +185,26 @@ def judges(layout: RunLayout) -> list[str]:
 def read_manifest(layout: RunLayout) -> dict[str, Any] | None:
     if not exists(layout.manifest):
         return None
+    # Manifests are written atomically, so a bad one was damaged outside wbray (a cut-short copy or
+    # sync, an edit); a re-run rewrites it from the config, and the committed parts are kept.
+    data = read_bytes(layout.manifest)
+    where, what, value = layout.manifest, "expected a JSON object", None
     try:
-        value = json.loads(read_bytes(layout.manifest))
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        what = f"not UTF-8 at byte {exc.start}"
     except json.JSONDecodeError as exc:
-        raise WbrayError(f"{layout.manifest}: not valid JSON ({exc.msg})") from None
+        if data.strip():
+            where, what = f"{layout.manifest}:{exc.lineno}", f"{exc.msg} at column {exc.colno}"
+        else:
+            what = "empty file"
+    except RecursionError:
+        what = "nested too deeply to parse"
     if not isinstance(value, dict):
-        raise WbrayError(f"{layout.manifest}: expected a JSON object")
+        raise WbrayError(
+            f"{where}: truncated or corrupt manifest ({what}); restore it, or delete it and re-run "
+            "the run's config to rebuild it"
+        )
     return value
 
 
