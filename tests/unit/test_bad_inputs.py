@@ -174,6 +174,15 @@ CASES: list[Case] = [
     *_benchmark(
         "gen:fifty_mb_line", "1", "", r"malformed JSON: Unterminated string starting at \(column 60\)$"
     ),
+    # A path is part of the message: one holding a line break must not split it over two lines.
+    Case(
+        "benchmark/line_break_in_file_name:stats",
+        "benchmark/index_as_string.jsonl",
+        "input/two\nlines.jsonl",
+        ("data", "stats", "{case}"),
+        "input/two\\nlines.jsonl:1: index",
+        r"expected an integer, got string '1'$",
+    ),
     # Accepted: CRLF line ends (upstream's own file uses them) and a query longer than any real one.
     Case(
         "benchmark/crlf:validate",
