@@ -52,10 +52,20 @@ def parse_jsonl(data: bytes, path: str) -> tuple[list[Row], list[Defect]]:
         if not text.strip():
             defects.append(Defect(path, number, "", "blank line (every line must hold one JSON object)"))
             continue
+        if text.startswith("\ufeff"):
+            # Rejected, not skipped: upstream's readers (json.loads on each utf-8 line) fail on it, and the
+            # data version hashes the bytes, so a silently accepted BOM would split results by editor.
+            bom = "starts with a UTF-8 byte-order mark (BOM): save the file as UTF-8 without BOM"
+            defects.append(Defect(path, number, "", bom))
+            continue
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             defects.append(Defect(path, number, "", f"malformed JSON: {exc.msg} (column {exc.colno})"))
+            continue
+        except RecursionError:
+            # json's decoder recurses once per level; wbray's files nest a few levels, never hundreds.
+            defects.append(Defect(path, number, "", "malformed JSON: nested too deeply to parse"))
             continue
         rows.append(Row(number, value))
     return rows, defects

@@ -76,19 +76,25 @@ def load(
     data_dir: str | None = None,
     limit: int | None = None,
 ) -> WbrayConfig:
-    """A config from a :class:`WbrayConfig`, a YAML path or a mapping, with overrides applied."""
-    extra = list(overrides)
-    if data_dir:
-        extra.append(f"data.data_dir={data_dir}")
-    if limit is not None:
-        if limit < 1:
-            raise ConfigError(f"limit must be at least 1, got {limit}")
-        extra.append(f"data.limit={limit}")
+    """A config from a :class:`WbrayConfig`, a YAML path or a mapping, with overrides applied.
+
+    ``data_dir`` and ``limit`` are set as values after loading (not as YAML overrides), so a
+    directory named ``2024`` or ``yes`` stays a path.
+    """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
     if isinstance(config, WbrayConfig):
-        if not extra:
-            return config
-        return load_config(config.model_dump(mode="json"), extra)
-    return load_config(config if isinstance(config, Mapping) else Path(config), extra)
+        loaded = load_config(config.model_dump(mode="json"), list(overrides)) if overrides else config
+    else:
+        loaded = load_config(config if isinstance(config, Mapping) else Path(config), list(overrides))
+    data: dict[str, Any] = {}
+    if data_dir:
+        data["data_dir"] = str(data_dir)
+    if limit is not None:
+        data["limit"] = limit
+    if data:
+        loaded = loaded.model_copy(update={"data": loaded.data.model_copy(update=data)})
+    return loaded
 
 
 def evaluate(
@@ -186,7 +192,7 @@ def _run(
     on_event: Callable[[str], None] | None,
 ) -> EvalSummary:
     from wbray.dataset import load_benchmark
-    from wbray.storage import RunLayout, StorageOptions, check_destination
+    from wbray.storage import RunLayout, StorageOptions, check_destination, read_manifest
 
     started = time.time()
     say = on_event or (lambda _line: None)
@@ -206,6 +212,7 @@ def _run(
     storage = StorageOptions.of(config.storage).with_env_defaults()
     layout = RunLayout.at(out or default_out(config, source), storage)
     check_destination(layout.root, layout.storage)  # a missing bucket or bad credentials fail before work
+    read_manifest(layout)  # so does a damaged manifest of a run being resumed
     template = judge_template_for(config, bench)
     verb = "run" if generate else "score"
     say(f"wbray {verb}: {len(bench.queries)} queries, data {bench.data_version}, out {layout.root}")

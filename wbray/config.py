@@ -7,13 +7,16 @@ turns pydantic's errors into one line naming the file and the key.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
 import re
+import types
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, overload
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -114,6 +117,13 @@ class StageResources(_Strict):
     batch_size: int | None = Field(
         None, ge=1, description="Rows per Ray Data batch; default: the engine's batch size."
     )
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> StageResources:
+        # A ceiling under the floor is a typo; the pool would otherwise quietly stay at `actors`.
+        if self.max_actors is not None and self.max_actors < self.actors:
+            raise ValueError(f"max_actors ({self.max_actors}) must be at least actors ({self.actors})")
+        return self
 
 
 class TransformersEngineConfig(_Identified):
@@ -394,16 +404,136 @@ def content_hash(value: Any, length: int = 16) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated[...]`` and ``X | None`` down to the type that validates a present value."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _tag_field(member: Any, tag: str | int) -> str | None:
+    """The field of union member ``member`` whose ``Literal`` value is ``tag`` (a discriminator), if any."""
+    if not _is_model(member):
+        return None
+    for name, field in member.model_fields.items():
+        if get_origin(field.annotation) is Literal and tag in get_args(field.annotation):
+            return str(name)
+    return None
+
+
+@dataclass(frozen=True)
+class _Step:
+    """Where one part of an error location or override key leads in the schema."""
+
+    annotation: Any  # the type below the part; None when the schema does not say
+    shown: str | None  # the part as a user writes it; None for a union tag pydantic adds to locations
+    selected: str | None = None  # "backend 'transformers'" when the part picked a union member
+
+
+def _step(annotation: Any, part: str | int) -> _Step:
+    """Follow ``part`` (a field, a list index, a mapping key or a union tag) down from ``annotation``."""
+    current = _unwrap(annotation)
+    origin = get_origin(current)
+    if _is_model(current):
+        field = current.model_fields.get(str(part))
+        return _Step(field.annotation if field is not None else None, str(part))
+    if origin in (list, tuple) and isinstance(part, int):
+        args = get_args(current)
+        return _Step(args[0] if args else None, str(part))
+    if origin is dict:
+        args = get_args(current)
+        return _Step(args[1] if len(args) == 2 else None, str(part))
+    if origin in (Union, types.UnionType):
+        # pydantic names the member of a discriminated union by its tag (loc judge.engine.transformers.modle);
+        # a user never writes that part, so it is dropped from what is shown.
+        for member in get_args(current):
+            member = _unwrap(member)
+            discriminator = _tag_field(member, part)
+            if discriminator is not None:
+                return _Step(member, None, f"{discriminator} {part!r}")
+    return _Step(None, str(part))
+
+
+def _locate(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[str, Any, str | None]:
+    """Walk ``loc`` through ``model``: the dotted path as a user writes it, the type there, and the union
+    member selected on the way (None when the last step selected none)."""
+    shown: list[str] = []
+    annotation: Any = model
+    selected = None
+    for part in loc:
+        step = _step(annotation, part) if annotation is not None else _Step(None, str(part))
+        annotation = step.annotation
+        selected = step.selected
+        if step.shown is not None:
+            shown.append(step.shown)
+    return ".".join(shown), annotation, selected
+
+
+#: Deeper than any real config (engine_kwargs included), and far below the ~250 levels where pydantic's
+#: serializer gives up: a pathological file fails on load, naming where, not when a run dumps it.
+_MAX_DEPTH = 32
+
+
+def _too_deep(tree: Any) -> str | None:
+    """The dotted path where ``tree`` first nests past :data:`_MAX_DEPTH`, or None."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(tree, ())]
+    while stack:  # iterative: the structure being checked may be too deep to recurse into
+        node, path = stack.pop()
+        if len(path) > _MAX_DEPTH:
+            return ".".join(path[:8]) + "..."
+        if isinstance(node, dict):
+            stack.extend((v, (*path, str(k))) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*path, str(i))) for i, v in enumerate(node))
+    return None
+
+
+class _OverrideError(ValueError):
+    """An override key that cannot be applied to the tree (the caller adds the override text)."""
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, model: type[BaseModel] | None = None) -> None:
+    """Set ``tree[a][b]... = value`` for ``dotted`` = ``a.b...``; a number indexes into a list
+    (``candidates.0.engine.batch_size``). ``model`` tells which missing containers are lists."""
     parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
+    if not all(p.strip() for p in parts):
+        raise _OverrideError("empty key segment (write dotted keys such as judge.sampling.temperature)")
+    node: Any = tree
+    annotation: Any = model
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[:depth])
+        key: str | int = part
+        in_list = isinstance(node, list)  # a flag, not a narrowing: node stays Any for indexing
+        if in_list:
+            valid = f" (valid: 0..{len(node) - 1})" if node else ""
+            if not part.isdecimal():
+                raise _OverrideError(f"{here} is a list: write an item number in place of {part!r}{valid}")
+            key = int(part)
+            if key >= len(node):
+                raise _OverrideError(f"{here} has {len(node)} item(s), so index {key} is out of range{valid}")
+        annotation = _step(annotation, key).annotation if annotation is not None else None
+        if depth == len(parts) - 1:
+            node[key] = value
+            return
+        child = node[key] if in_list else node.get(part)
+        if not isinstance(child, dict | list):
+            # Missing (or a scalar being replaced): start the container the schema expects, so that
+            # an index into a list the file does not have fails as "out of range", not as a dict.
+            child = [] if get_origin(_unwrap(annotation)) is list else {}
+            node[key] = child
         node = child
-    node[parts[-1]] = value
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -414,33 +544,147 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({_yaml_problem(exc)})") from None
     return key.strip(), value
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
-    current: type[BaseModel] | None = model
-    for part in loc[:-1]:
-        if current is None or not isinstance(part, str) or part not in current.model_fields:
-            return []
-        annotation = current.model_fields[part].annotation
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return sorted(current.model_fields) if current is not None else []
+def _allowed_keys(annotation: Any) -> list[str]:
+    """The keys a mapping of type ``annotation`` allows (none when it is not a model)."""
+    current = _unwrap(annotation)
+    return sorted(current.model_fields) if _is_model(current) else []
+
+
+def _tags(annotation: Any, discriminator: str) -> list[str]:
+    """The tag values of the discriminated union ``annotation`` (e.g. every engine backend)."""
+    current = _unwrap(annotation)
+    tags: list[str] = []
+    for member in get_args(current) if get_origin(current) in (Union, types.UnionType) else ():
+        member = _unwrap(member)
+        if _is_model(member) and discriminator in member.model_fields:
+            field_type = member.model_fields[discriminator].annotation
+            if get_origin(field_type) is Literal:
+                tags += [str(t) for t in get_args(field_type)]
+    return tags
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    # The offending value is echoed for context only; a long prompt or a whole section would drown it.
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _explain(exc: ValidationError, source: str, model: type[BaseModel]) -> ConfigError:
     err = exc.errors()[0]
     loc = tuple(err["loc"])
-    dotted = ".".join(str(p) for p in loc) or "<root>"
+    dotted, annotation, _ = _locate(model, loc)
+    dotted = dotted or "<root>"
     more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(model, loc)
+        # The unknown key's parent, reached through list items and the selected union member, so an
+        # engine block lists its backend's fields (pydantic's loc: judge.engine.transformers.modle).
+        _, parent, selected = _locate(model, loc[:-1])
+        allowed = _allowed_keys(parent)
         hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+        within = f"{selected}; " if selected else ""
+        allowed_text = ", ".join(allowed)
         return ConfigError(
-            f"{source}: unknown key {dotted!r}{did_you_mean} (allowed here: {', '.join(allowed)}){more}"
+            f"{source}: unknown key {dotted!r}{did_you_mean} ({within}allowed here: {allowed_text}){more}"
         )
-    return ConfigError(f"{source}: {dotted}: {err['msg']} (got {err.get('input')!r}){more}")
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        discriminator = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+        tags = _tags(annotation, discriminator)
+        one_of = f"one of: {', '.join(tags)}"
+        if err["type"] == "union_tag_not_found":
+            return ConfigError(f"{source}: {dotted}: missing key {discriminator!r} ({one_of}){more}")
+        tag = str(err.get("ctx", {}).get("tag", ""))
+        hint = difflib.get_close_matches(tag, tags, n=1)
+        did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+        where = f"{dotted}.{discriminator}"
+        return ConfigError(
+            f"{source}: {where}: unknown {discriminator} {tag!r}{did_you_mean} ({one_of}){more}"
+        )
+    value = err.get("input")
+    # A missing key or a whole section's check has the section as input: echoing it adds nothing.
+    got = "" if err["type"] == "missing" or isinstance(value, dict) else f" (got {_short(value)})"
+    # pydantic prefixes the text of a validator's ValueError with "Value error, ": noise in one line.
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return ConfigError(f"{source}: {dotted}: {msg}{got}{more}")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line from a PyYAML error (its own text spans several lines, with a caret drawing)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        context = f"; {exc.context}" if exc.context else ""
+        return f"{exc.problem} (column {mark.column + 1}{context})"
+    return " ".join(str(exc).split())
+
+
+def _yaml_line(exc: yaml.YAMLError, text: str) -> int | None:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        return exc.problem_mark.line + 1
+    if isinstance(exc, yaml.reader.ReaderError):
+        return text.count("\n", 0, exc.position) + 1
+    return None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that rejects a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys silently; in a config that means a second ``judge:``
+    section quietly replaces the first, which is never what the author meant.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges defaults; keys written after it override them on purpose
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice (first on line {first[key] + 1})",
+                    key_node.start_mark,
+                )
+            first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: str | Path) -> Any:
+    """Parse one YAML file; every way it can fail is a :class:`ConfigError` naming file:line."""
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{source}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column}); "
+            "save the config as UTF-8"
+        ) from None
+    try:
+        # A leading BOM is allowed by the YAML spec and PyYAML skips it: accepted.
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.YAMLError as exc:
+        at = _yaml_line(exc, text)
+        where = f"{source}:{at}" if at is not None else source
+        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        # PyYAML composes nested collections recursively; a pathological file must not crash.
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply to parse") from None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -467,26 +711,21 @@ def load_config(
 
     Args:
         path: A YAML file, an already-parsed mapping (e.g. Serve ``args``), or None for defaults.
-        overrides: Dotted ``key.path=value`` strings applied on top.
+        overrides: Dotted ``key.path=value`` strings applied on top; a number indexes into a list
+            (``candidates.0.engine.batch_size=2``).
         model: The schema to validate against (default: the evaluation config).
 
     Raises:
-        ConfigError: naming the file (or the override) and the key at fault.
+        ConfigError: naming the file (or the override) and the line or key at fault.
     """
     tree: dict[str, Any] = {}
     source = "<defaults>"
     if isinstance(path, Mapping):
-        tree, source = dict(path), "<args>"
+        # A deep copy: overrides write into nested sections and list items, never into the caller's.
+        tree, source = copy.deepcopy(dict(path)), "<args>"
     elif path is not None:
         source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read config ({exc.strerror})") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        loaded = _read_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -494,9 +733,15 @@ def load_config(
         tree = loaded
     for text in overrides or []:
         key, value = parse_override(text)
-        _set_dotted(tree, key, value)
+        try:
+            _set_dotted(tree, key, value, model)
+        except _OverrideError as exc:
+            raise ConfigError(f"{source}: override {text!r}: {exc}") from None
     if overrides:
         source += " (with -o overrides)"
+    deep = _too_deep(tree)
+    if deep is not None:
+        raise ConfigError(f"{source}: {deep}: nested more than {_MAX_DEPTH} levels deep")
     try:
         return model.model_validate(tree)
     except ValidationError as exc:

@@ -41,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WbrayError as exc:
         if args.debug:
             raise
-        print(f"wbray: error: {exc}", file=sys.stderr)
+        # One line whatever the message holds: parts of it (keys, values) come from the user's files.
+        text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"wbray: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("wbray: interrupted", file=sys.stderr)

@@ -57,16 +57,17 @@ def build(
 
     from wbray.aggregate import aggregate, read_score_inputs
     from wbray.dataset import example_dir, load_benchmark
-    from wbray.storage import RunLayout, discover_runs, is_s3, token_ledger
+    from wbray.storage import RunLayout, discover_runs, is_s3, read_manifest, token_ledger
 
     bench = load_benchmark(data_dir)
     inputs = [str(example_dir() / "results") if s == "example" else s for s in scores]
+    runs = [run for item in inputs if is_s3(item) or Path(item).is_dir() for run in discover_runs(item)]
+    for run in runs:
+        # A run is known by its manifest; a truncated one fails here, before any report is written.
+        read_manifest(RunLayout.at(run))
     evaluations = read_score_inputs(inputs, judge=judge)
     board = aggregate(evaluations, bench.queries, bench.requirements)
-    ledgers = []
-    for item in inputs:
-        if is_s3(item) or Path(item).is_dir():
-            ledgers += [token_ledger(RunLayout.at(run), judge) for run in discover_runs(item)]
+    ledgers = [token_ledger(RunLayout.at(run), judge) for run in runs]
     ledger = pd.concat(ledgers, ignore_index=True) if ledgers else None
     return board, ledger
 

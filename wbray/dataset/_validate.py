@@ -74,6 +74,25 @@ def _quoted(names: Iterable[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
+def _key_shown(key: str) -> str:
+    # A key is data: one holding a newline or a lone surrogate would break the one-line report.
+    return key if key.isprintable() else repr(key)
+
+
+def _unencodable(text: str) -> str | None:
+    """Why ``text`` cannot be written back as UTF-8, or None when it can.
+
+    JSON's ``\\ud800``-style escapes decode to lone surrogates, which no UTF-8 writer (row ids,
+    Parquet, prompts sent over HTTP) accepts; caught here, not as a crash mid-run.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        return f"unpaired surrogate \\u{code:04x} at character {exc.start + 1} (not valid in UTF-8 text)"
+    return None
+
+
 def check_row(
     value: Any, path: str, line: int, *, require_lang: bool
 ) -> tuple[ParsedRow | None, list[Defect]]:
@@ -102,7 +121,7 @@ def check_row(
     allowed = ("index", "domain1", "domain2", "lang", "query", list_key)
     for key in value:
         if key not in allowed and key not in ("checklist", "criteria"):
-            add(str(key), f"unknown key (a row has: {', '.join(allowed)})")
+            add(_key_shown(str(key)), f"unknown key (a row has: {', '.join(allowed)})")
 
     index = value.get("index")
     if "index" not in value:
@@ -117,6 +136,8 @@ def check_row(
             add(key, f"expected a string, got {_got(value[key])}")
         elif not value[key].strip():
             add(key, "empty query" if key == "query" else f"empty {key}")
+        elif (why := _unencodable(value[key])) is not None:
+            add(key, why)
 
     lang = value.get("lang")
     if "lang" not in value:
@@ -171,6 +192,10 @@ def _check_checklist(
         bad_types = [k for k in CRITERION_KEYS if k in item and not isinstance(item[k], str)]
         for k in bad_types:
             add(f"{where}.{k}", f"expected a string, got {_got(item[k])}")
+        for k in CRITERION_KEYS:
+            if isinstance(item.get(k), str) and (why := _unencodable(item[k])) is not None:
+                add(f"{where}.{k}", why)
+                bad_types.append(k)
         name = item.get("name")
         if isinstance(name, str):
             if not name.strip():
@@ -192,6 +217,9 @@ def check_file(path: Path, *, require_lang: bool) -> FileResult:
     data, rows, defects = read_jsonl(path)
     result = FileResult(path, data, [], defects)
     shown = str(path)
+    if not data and not defects:
+        # Zero rows would load as a benchmark (or subset) of nothing and score an empty leaderboard.
+        result.defects.append(Defect(shown, 0, "", "empty file (expected one JSON object per line)"))
     first_line: dict[int, int] = {}
     for row in rows:
         parsed, row_defects = check_row(row.value, shown, row.line, require_lang=require_lang)

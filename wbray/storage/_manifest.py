@@ -136,17 +136,29 @@ class RunManifest(_Record):
 
     @classmethod
     def parse(cls, data: bytes, source: str) -> RunManifest:
-        """Parse manifest bytes; a damaged file is a :class:`WbrayError` naming ``source``."""
+        """Parse manifest bytes; a damaged file is one :class:`WbrayError` naming ``source`` (and the
+        line, when the JSON breaks off there)."""
+        # Manifests are written atomically, so a bad one was damaged outside wbray (a cut-short copy
+        # or sync, an edit); a re-run rewrites it from the config, and the committed parts are kept.
+        where, what, value = source, "expected a JSON object", None
         try:
-            value = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-            raise WbrayError(f"{source}: not valid JSON ({why}); the run's manifest is damaged") from None
-        if not isinstance(value, dict):
-            raise WbrayError(f"{source}: expected a JSON object; the run's manifest is damaged")
-        try:
-            return cls.model_validate(value)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise WbrayError(f"{source}: {where}: {err['msg']}; the run's manifest is damaged") from None
+            value = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            what = f"not UTF-8 at byte {exc.start}"
+        except json.JSONDecodeError as exc:
+            if data.strip():
+                where, what = f"{source}:{exc.lineno}", f"{exc.msg} at column {exc.colno}"
+            else:
+                what = "empty file"
+        except RecursionError:
+            what = "nested too deeply to parse"
+        if isinstance(value, dict):
+            try:
+                return cls.model_validate(value)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                what = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        raise WbrayError(
+            f"{where}: truncated or corrupt manifest ({what}); restore it, or delete it and re-run "
+            "the run's config to rebuild it"
+        )
