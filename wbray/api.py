@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from wbray.dataset import Benchmark
     from wbray.pipelines import Execution, ProgressCallback, RunPlan
     from wbray.prompts import JudgeTemplate
+    from wbray.steps.imported import Imported
     from wbray.storage import RunLayout, RunManifest
 
 ConfigSource = WbrayConfig | str | Path | Mapping[str, Any]
@@ -106,6 +107,7 @@ def evaluate(
     overrides: Sequence[str] = (),
     address: str | None = None,
     report: bool = True,
+    allow_missing: bool = False,
     on_progress: ProgressCallback | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> EvalSummary:
@@ -124,13 +126,17 @@ def evaluate(
         address: A Ray cluster to join (``auto``, ``ray://...``); default ``ray.address``, then
             ``$RAY_ADDRESS``, else a private embedded cluster.
         report: Aggregate the run and write its reports afterwards.
+        allow_missing: A candidate given by ``responses:`` may lack answers for selected
+            queries; they count as missing (coverage) instead of failing the call.
         on_progress: Called about twice a second with per-stage counts and totals.
         on_event: Called with one-line notices (which cluster, what the plan is).
 
     Returns:
         A summary; the run's manifest records the same.
     """
-    return _run(config, True, out, limit, data_dir, overrides, address, report, on_progress, on_event)
+    return _run(
+        config, True, out, limit, data_dir, overrides, address, report, allow_missing, on_progress, on_event
+    )
 
 
 def score(
@@ -142,15 +148,19 @@ def score(
     overrides: Sequence[str] = (),
     address: str | None = None,
     report: bool = True,
+    allow_missing: bool = False,
     on_progress: ProgressCallback | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> EvalSummary:
     """Score the answers stored in ``out`` with the config's judge; nothing is generated.
 
     Generate once, score many times: every model found in the run is judged, and its verdicts go
-    under the judge's name next to those of other judges. Arguments as in :func:`evaluate`.
+    under the judge's name next to those of other judges. Candidates given by ``responses:`` are
+    imported first and judged too. Arguments as in :func:`evaluate`.
     """
-    return _run(config, False, out, limit, data_dir, overrides, address, report, on_progress, on_event)
+    return _run(
+        config, False, out, limit, data_dir, overrides, address, report, allow_missing, on_progress, on_event
+    )
 
 
 def default_out(config: WbrayConfig, source: ConfigSource) -> str:
@@ -188,6 +198,7 @@ def _run(
     overrides: Sequence[str],
     address: str | None,
     report: bool,
+    allow_missing: bool,
     on_progress: ProgressCallback | None,
     on_event: Callable[[str], None] | None,
 ) -> EvalSummary:
@@ -204,9 +215,8 @@ def _run(
     if generate and not config.candidates:
         raise ConfigError("no candidates: list the models to evaluate under `candidates:`")
     d = config.data
-    bench = load_benchmark(d.data_dir).select(
-        domain1=d.domain1, domain2=d.domain2, lang=d.lang, indices=d.indices, limit=d.limit
-    )
+    full = load_benchmark(d.data_dir)
+    bench = full.select(domain1=d.domain1, domain2=d.domain2, lang=d.lang, indices=d.indices, limit=d.limit)
     # The config wins; what it leaves unset comes from the caller's environment, and the result
     # travels to every stage as an object (workers on other nodes never see this shell).
     storage = StorageOptions.of(config.storage).with_env_defaults()
@@ -214,21 +224,25 @@ def _run(
     check_destination(layout.root, layout.storage)  # a missing bucket or bad credentials fail before work
     read_manifest(layout)  # so does a damaged manifest of a run being resumed
     template = judge_template_for(config, bench)
+    # Answers given by files are read and checked before any cluster work (errors name file:line).
+    imported = _read_imports(config, full, bench, layout, allow_missing)
     verb = "run" if generate else "score"
     say(f"wbray {verb}: {len(bench.queries)} queries, data {bench.data_version}, out {layout.root}")
     if template.source != "official":
         say(f"warning: {NOT_OFFICIAL_PROMPT}")
 
-    from wbray.pipelines import configure_data, execute, ray_session
+    from wbray.pipelines import cluster_address, configure_data, execute, ray_session
 
     with ray_session(config.ray, address, say=say):
         configure_data(config.ray)
-        plan, served = _plan(config, bench, template, layout, generate)
+        _store_imports(imported, layout, say)
+        plan, served = _plan(config, bench, template, layout, generate, imported)
         totals = plan.totals
         say(f"plan: {totals['generate']} answers and {totals['score']} verdicts to compute")
         manifest = _start_manifest(config, bench, template, layout, plan, served, started, generate)
         try:
-            execution = execute(plan, layout, bench.queries, on_progress)
+            fixed = cluster_address(config.ray, address) is None  # embedded: it cannot grow
+            execution = execute(plan, layout, bench.queries, on_progress, fixed_cluster=fixed, say=say)
         except BaseException as exc:
             manifest.status = "failed"
             manifest.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -241,12 +255,58 @@ def _run(
     return summary
 
 
+def _read_imports(
+    config: WbrayConfig, full: Benchmark, bench: Benchmark, layout: RunLayout, allow_missing: bool
+) -> dict[str, Imported]:
+    """Import every candidate given by ``responses:`` (read here, on the driver: the user's file)."""
+    from wbray.steps.imported import import_responses
+    from wbray.storage import join, read_bytes
+
+    out: dict[str, Imported] = {}
+    for cand in config.candidates:
+        if cand.responses is None:
+            continue
+        uri = cand.responses
+        if not uri.endswith(".jsonl"):
+            uri = join(uri, f"{cand.name}.jsonl")  # a directory of <model>.jsonl, upstream's layout
+        out[cand.name] = import_responses(
+            read_bytes(uri, layout.storage),
+            uri,
+            cand.name,
+            bench.queries,
+            full.by_index,
+            bench.data_version,
+            allow_missing=allow_missing,
+        )
+    return out
+
+
+def _store_imports(imported: Mapping[str, Imported], layout: RunLayout, say: Callable[[str], None]) -> None:
+    """Store imported answers not stored yet (unchanged lines keep their rows and verdicts)."""
+    from wbray.storage import index_generations, write_generations
+
+    if not imported:
+        return
+    have = {row.row_id for row in index_generations(layout)}
+    for name, found in imported.items():
+        new = [r for r in found.rows if r["row_id"] not in have]
+        if new:
+            write_generations(layout, name, new)
+        missing = f", {len(found.missing)} selected queries without an answer" if found.missing else ""
+        say(f"{name}: {len(found.rows)} answers from {found.source} ({len(new)} new{missing})")
+
+
 def _plan(
-    config: WbrayConfig, bench: Benchmark, template: JudgeTemplate, layout: RunLayout, generate: bool
+    config: WbrayConfig,
+    bench: Benchmark,
+    template: JudgeTemplate,
+    layout: RunLayout,
+    generate: bool,
+    imported: Mapping[str, Imported],
 ) -> tuple[RunPlan, dict[str, dict[str, Any] | None]]:
     from wbray.engines import describe_engine
     from wbray.pipelines import generation_pool, judge_pool, plan_run
-    from wbray.storage import index_generations, score_ids
+    from wbray.storage import current_generations, index_generations, score_ids
 
     assert config.judge.engine is not None
     # What served endpoints say they serve joins the row ids: asked once, before any work.
@@ -255,7 +315,8 @@ def _plan(
     }
     if generate:
         for cand in config.candidates:
-            served[generation_pool(cand.name)] = describe_engine(cand.engine)
+            if cand.engine is not None:
+                served[generation_pool(cand.name)] = describe_engine(cand.engine)
     plan = plan_run(
         config,
         bench.queries,
@@ -265,6 +326,8 @@ def _plan(
         score_ids(layout, config.judge.name),
         generate=generate,
         served=served,
+        imported={name: found.ids for name, found in imported.items()},
+        current=current_generations(layout),
     )
     return plan, served
 
@@ -294,8 +357,9 @@ def _start_manifest(
     engines[plan.judge_pool] = judge_identity(config.judge, template, plan.judge_served)
     if generate:
         for cand in config.candidates:
-            pool = generation_pool(cand.name)
-            engines[pool] = generation_identity(cand, config.generation, served.get(pool))
+            if cand.engine is not None:
+                pool = generation_pool(cand.name)
+                engines[pool] = generation_identity(cand, config.generation, served.get(pool))
     manifest = manifest.model_copy(
         update={
             "wbray_version": __version__,
@@ -335,10 +399,12 @@ def _finish(
     from wbray.storage import Invocation, PoolStats, StageStats, commit_stage
 
     judge = config.judge.name
-    # Seal every stage this call touched, then write the manifest: the manifest comes last.
+    # Seal every stage this call touched, then write the manifest: the manifest comes last. A run
+    # names each model's current answers; scoring alone leaves that record as the last run wrote it.
+    imported = {c.name for c in config.candidates if c.responses is not None}
     for c in plan.candidates:
-        if generate:
-            commit_stage(layout.generations(c.model), layout.storage)
+        if generate or c.model in imported:
+            commit_stage(layout.generations(c.model), layout.storage, current=c.generation_ids)
         commit_stage(layout.scores(judge, c.model), layout.storage)
     summary = EvalSummary(root=layout.root, judge=judge, models=plan.models)
     stages: list[StageStats] = []

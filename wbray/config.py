@@ -259,12 +259,18 @@ GenerationSampling = Annotated[SamplingParams, AfterValidator(lambda v: PAPER_GE
 
 
 class CandidateConfig(_Identified):
-    """A model under evaluation."""
+    """A model under evaluation: run by an engine, or given by the responses it already wrote."""
 
-    identity_exempt: ClassVar[frozenset[str]] = frozenset({"resources"})
+    # Imported answers are named by their text (see wbray.steps.imported), not by the file's path.
+    identity_exempt: ClassVar[frozenset[str]] = frozenset({"resources", "responses"})
 
     name: Name = Field(description="Model name in results, file names and partitions.")
-    engine: EngineConfig = Field(description="How this model is run.")
+    engine: EngineConfig | None = Field(None, description="How this model is run (or give responses).")
+    responses: str | None = Field(
+        None,
+        description="Answers generated elsewhere, in upstream's {index, response} JSONL: a file, a "
+        "directory holding <name>.jsonl, or an s3:// URI of either (instead of engine).",
+    )
     sampling: SamplingParams | None = Field(
         None, description="Overrides of generation.sampling for this model."
     )
@@ -272,6 +278,14 @@ class CandidateConfig(_Identified):
     resources: StageResources | None = Field(
         None, description="This model's generation actor pool; default: generation.resources."
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CandidateConfig:
+        if (self.engine is None) == (self.responses is None):
+            raise ValueError(
+                "give exactly one of `engine` (generate answers) or `responses` (a file of them)"
+            )
+        return self
 
 
 class GenerationConfig(_Identified):

@@ -103,3 +103,69 @@ def test_faults_become_failure_rows(ray_cluster: None, tmp_path: Path) -> None:
     assert row["Overall"] == pytest.approx((7 + 5 + 6) / 3)  # failures excluded, not zero
     fails = board.failures.set_index("Model").loc["api-model"]
     assert fails["evaluations_failed"] == 9 and fails["queries_failed"] == 1
+
+
+def test_answers_from_files_are_judged_and_rescored_only_where_changed(
+    ray_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The official workflow: answers generated elsewhere, judged from upstream's response files."""
+    import json
+
+    import wbray
+    from wbray.cli import main
+
+    def script(body: dict[str, Any], attempt: int) -> Any:
+        prompt = body["messages"][-1]["content"]
+        score = 3 if "REVISED" in prompt else 8 if "answer for" in prompt else 1  # 1: the empty answer
+        return reply(f'{{"score": {score}, "reason": "scripted"}}')
+
+    responses = tmp_path / "responses"
+    responses.mkdir()
+    answers = {1: "answer for 1", 3: "", 5: "answer for 5"}  # an empty answer is judged, not dropped
+
+    def write(answers: dict[int, str]) -> None:
+        lines = [json.dumps({"index": i, "response": r}) for i, r in answers.items()]
+        (responses / "ext.jsonl").write_text("\n".join(lines) + "\n")
+
+    write(answers)
+    out = str(tmp_path / "run")
+    with ScriptedOpenAIServer(script) as srv:
+        judge = f"{{backend: openai, base_url: '{srv.base_url}', model: m, initial_backoff_s: 0.01}}"
+        cfg = tmp_path / "cfg.yaml"
+        cfg.write_text(
+            f"data: {{data_dir: example, indices: [1, 3, 5]}}\n"
+            f"candidates: [{{name: ext, responses: '{responses}'}}]\n"
+            f"judge: {{name: api-judge, engine: {judge}, resources: {{num_cpus: 0.25}}}}\n"
+        )
+        first = wbray.evaluate(str(cfg), out=out)
+        sent = srv.request_count
+        again = wbray.evaluate(str(cfg), out=out)
+        assert srv.request_count == sent  # unchanged file: nothing judged again
+        write({**answers, 5: "REVISED answer for 5"})
+        third = wbray.evaluate(str(cfg), out=out)
+        assert srv.request_count == sent + 5  # one changed answer: its five criteria only
+
+        write({1: "answer for 1"})  # indices 3 and 5 missing
+        assert main(["run", str(cfg), "--out", out]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "ext.jsonl" in err[0] and "no response for 2 of the 3 selected" in err[0]
+        partial = wbray.evaluate(str(cfg), out=str(tmp_path / "partial"), allow_missing=True)
+
+    assert first.computed == {"generate:ext": 0, "score:ext": 15} and first.skipped["generate:ext"] == 3
+    assert again.computed == {"generate:ext": 0, "score:ext": 0}
+    assert third.computed == {"generate:ext": 0, "score:ext": 5}
+    official = first.leaderboard.official.set_index("Model")  # type: ignore[union-attr]
+    assert official.loc["ext", "Overall"] == pytest.approx((8 + 1 + 8) / 3)
+    # The leaderboard follows the file as it is now: the superseded answer's verdicts are left out.
+    now = third.leaderboard.official.set_index("Model")  # type: ignore[union-attr]
+    assert now.loc["ext", "Overall"] == pytest.approx((8 + 1 + 3) / 3)
+    layout = RunLayout.at(out)
+    assert len(read_evaluations(layout, "api-judge")) == 15
+    assert len(read_generations(layout).to_pandas()) == 4  # the old answer stays stored
+    exported = tmp_path / "export"
+    assert main(["export", out, "--out", str(exported)]) == 0
+    rows = [json.loads(x) for x in (exported / "responses" / "ext.jsonl").read_text().splitlines()]
+    assert {r["index"]: r["response"] for r in rows} == {1: "answer for 1", 3: "", 5: "REVISED answer for 5"}
+    assert partial.computed == {"generate:ext": 0, "score:ext": 5}
+    coverage = partial.leaderboard.failures.set_index("Model").loc["ext"]  # type: ignore[union-attr]
+    assert coverage["queries_missing"] == 2

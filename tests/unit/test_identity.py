@@ -97,6 +97,7 @@ TABLE: dict[type, dict[str, tuple[Any, bool] | None]] = {
         "sampling": (SamplingParams(temperature=0.1), CHANGES),
         "system_prompt": ("Be brief.", CHANGES),
         "resources": (RES, SAME),
+        "responses": ("elsewhere.jsonl", SAME),  # imported answers are named by their text instead
     },
     GenerationConfig: {
         "system_prompt": ("Be brief.", CHANGES),

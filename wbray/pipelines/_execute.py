@@ -66,7 +66,8 @@ def check_resources(plan: RunPlan, available: Mapping[str, float]) -> None:
     """Fail before any work when the plan's pools cannot all run at once (Ray Data would wait).
 
     Every pool of a run runs concurrently (that is what lets one judge score all candidates while
-    they generate), so their demands add up.
+    they generate), so their demands add up. Only meaningful where the cluster cannot grow: an
+    autoscaling cluster may start with no GPU node at all (see :func:`execute`).
     """
     need: dict[str, float] = defaultdict(float)
     detail: dict[str, list[str]] = defaultdict(list)
@@ -175,12 +176,26 @@ def execute(
     layout: RunLayout,
     queries: Sequence[Query],
     on_progress: ProgressCallback | None = None,
+    *,
+    fixed_cluster: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> Execution:
-    """Run a plan on the connected Ray cluster and count what it did."""
+    """Run a plan on the connected Ray cluster and count what it did.
+
+    ``fixed_cluster`` (an embedded cluster) makes a resource shortfall an error before any work;
+    on a joined cluster the autoscaler may still add the nodes, so it is only said (``say``) and
+    Ray Data's no-progress timeout bounds the wait.
+    """
     result = Execution()
     if plan.is_empty:
         return result
-    check_resources(plan, ray.cluster_resources())  # type: ignore[no-untyped-call]
+    try:
+        check_resources(plan, ray.cluster_resources())  # type: ignore[no-untyped-call]
+    except ConfigError as exc:
+        if fixed_cluster:
+            raise
+        if say is not None:
+            say(f"note: {exc} — waiting for the autoscaler")
     started = time.time()
     progress = ProgressActor.remote()  # type: ignore[attr-defined]
     ds = build_dataset(plan, layout, {q.index: q for q in queries}, progress)

@@ -69,6 +69,8 @@ class CandidatePlan:
         stored_to_score: Part URI -> ids of stored generations that still lack verdicts.
         scores_total: Verdicts the selection asks for (criteria x repeats per answer).
         scores_done: Of those, verdicts already stored (skipped).
+        generation_ids: Ids of every answer the selection asks for: the model's *current*
+            answers (a changed config or response file leaves older ones stored but superseded).
     """
 
     model: str
@@ -78,6 +80,7 @@ class CandidatePlan:
     stored_to_score: Mapping[str, tuple[str, ...]]
     scores_total: int
     scores_done: int
+    generation_ids: tuple[str, ...] = ()
 
     @property
     def generations_todo(self) -> int:
@@ -166,6 +169,8 @@ def plan_run(
     *,
     generate: bool = True,
     served: Mapping[str, Mapping[str, Any] | None] | None = None,
+    imported: Mapping[str, Sequence[tuple[str, int]]] | None = None,
+    current: Mapping[str, frozenset[str]] | None = None,
 ) -> RunPlan:
     """Plan one invocation.
 
@@ -178,6 +183,10 @@ def plan_run(
         done_scores: Ids of the verdicts the judge already has in the run directory.
         generate: False plans scoring of the stored answers only (every model found there).
         served: Per pool name, what a served engine said it serves (see ``describe_engine``).
+        imported: Per candidate given by ``responses:``, ``(row id, index)`` of its imported
+            answers (already stored: see ``wbray.steps.imported``).
+        current: Per model, the ids of its current answers (from the last run's commit); when
+            only scoring, superseded answers of a model listed here are not judged.
 
     Raises:
         ConfigError: No judge engine, or no candidates to generate with.
@@ -221,13 +230,21 @@ def plan_run(
                 stored_to_score={part: tuple(ids) for part, ids in sorted(to_score.items())},
                 scores_total=total,
                 scores_done=done,
+                generation_ids=tuple(rid for rid, _ in wanted),
             )
         )
 
+    imported = imported or {}
+    current = current or {}
     if generate:
         if not config.candidates:
             raise ConfigError("no candidates: list the models to evaluate under `candidates:`")
         for cand in config.candidates:
+            if cand.engine is None:
+                if cand.name not in imported:
+                    raise ConfigError(f"candidate {cand.name!r}: its responses were not imported")
+                candidate_plan(cand.name, list(imported[cand.name]), None)
+                continue
             rows = generation_rows(
                 queries, cand, config.generation, data_version, served.get(generation_pool(cand.name))
             )
@@ -247,8 +264,11 @@ def plan_run(
     else:
         by_model: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for row in sorted(stored, key=lambda r: (r.model, r.index, r.sample)):
-            if row.index in by_index:
+            if row.index in by_index and (row.model not in current or row.row_id in current[row.model]):
                 by_model[row.model].append((row.row_id, row.index))
+        for model, ids in imported.items():
+            # A response file is the truth about its model: answers from an older file are not judged.
+            by_model[model] = sorted(ids, key=lambda t: (t[1], t[0]))
         if not by_model:
             raise WbrayError("no stored generations for the selected queries; run `wbray run` first")
         for model in sorted(by_model):

@@ -134,15 +134,37 @@ def _dedupe(table: pa.Table | None) -> pa.Table | None:
     return table.filter(keep).drop_columns(["__i"])
 
 
-def commit_stage(directory: str, storage: StorageOptions | None = None) -> int:
+def commit_stage(
+    directory: str, storage: StorageOptions | None = None, current: Sequence[str] | None = None
+) -> int:
     """Seal a stage directory: write its marker (listing its parts) last. Returns the part count.
 
     Readers that want only complete results (aggregation, export) read just the parts a marker
-    lists, so parts left by a crashed writer never read as complete.
+    lists, so parts left by a crashed writer never read as complete. ``current`` (generation
+    stages) lists the ids of the model's current answers: after a changed config or response file
+    the older answers stay stored, but readers leave them and their verdicts out.
     """
     parts = [uri.rsplit("/", 1)[-1] for uri in list_files(directory, ".parquet", storage)]
-    write_bytes(join(directory, COMMIT_MARKER), json.dumps({"parts": parts}).encode("utf-8"), storage)
+    marker: dict[str, Any] = {"parts": parts}
+    if current is not None:
+        marker["current"] = sorted(set(current))
+    write_bytes(join(directory, COMMIT_MARKER), json.dumps(marker).encode("utf-8"), storage)
     return len(parts)
+
+
+def current_generations(layout: RunLayout) -> dict[str, frozenset[str]]:
+    """Per model, the ids of its current answers, from the generation commit markers that list
+    them (runs older than this record list none: then every answer counts)."""
+    out: dict[str, frozenset[str]] = {}
+    for marker in list_files(layout.generations_root, COMMIT_MARKER, layout.storage):
+        model = marker.rsplit("/", 2)[-2].removeprefix("model=")
+        try:
+            listed = json.loads(read_bytes(marker, layout.storage))
+        except ValueError:
+            raise WbrayError(f"{marker}: damaged commit marker (expected a JSON object)") from None
+        if isinstance(listed, dict) and isinstance(listed.get("current"), list):
+            out[model] = frozenset(str(i) for i in listed["current"])
+    return out
 
 
 def _committed(root: str, storage: StorageOptions | None = None) -> list[str]:
@@ -247,10 +269,18 @@ def read_evaluations(
         if not found:
             return pd.DataFrame(columns=wanted)
         judge = found[0]
-    table = read_scores(layout, judge, wanted, committed_only=committed_only)
+    current = current_generations(layout)
+    read = wanted if not current else list(dict.fromkeys([*wanted, "gen_row_id"]))
+    table = read_scores(layout, judge, read, committed_only=committed_only)
     if table is None:
         return pd.DataFrame(columns=wanted)
     df = table.to_pandas()
+    if current:
+        # Verdicts on superseded answers (an older config or response file) are not the model's.
+        keep = [
+            m not in current or g in current[m] for m, g in zip(df["model"], df["gen_row_id"], strict=True)
+        ]
+        df = df[keep]
     if indices is not None:
         df = df[df["index"].isin(sorted(indices))]
     if models is not None:
