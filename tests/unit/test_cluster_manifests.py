@@ -531,3 +531,45 @@ def test_pods_running_wbray_get_the_benchmark() -> None:
             )
             env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
             assert env["WBRAY_DATA_DIR"] == "/data/writingbench", (path, group)
+
+
+# -- the GPU-hours estimate -------------------------------------------------------------------------
+
+
+@cache
+def _estimator() -> Any:
+    import sys
+
+    spec = importlib.util.spec_from_file_location("wbray_cluster_gpu_hours", CLUSTER / "gpu_hours.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_gpu_hours_table_is_the_estimators_output(official_dir: Path) -> None:
+    est = _estimator()
+    prompts = est.measure(official_dir)
+    readme = (CLUSTER / "README.md").read_text(encoding="utf-8")
+    assert est.table(prompts) in readme, "regenerate with: python cluster/gpu_hours.py --data DIR"
+    assert est.inputs(prompts) in readme
+    assert "Estimates, not measurements" in readme
+    # The judge cost the table states: 5 criteria x 1,000 answers.
+    assert est.QUERIES * est.CRITERIA == 5_000 and "5,000 critic calls" in readme
+    # The model stays within a stated margin of the published figure it is checked against.
+    assert abs(est.calibration_tokens_per_s() / est.CALIBRATION_PUBLISHED_TOKS - 1) < 0.35
+
+
+def test_estimator_inputs_come_from_the_benchmark(official_dir: Path) -> None:
+    est = _estimator()
+    assert est.estimate_tokens("abcd" * 10) == 10
+    assert est.estimate_tokens("写作评测") == pytest.approx(2.8)
+    prompts = est.measure(official_dir)
+    assert prompts.median < prompts.mean < prompts.longest
+    # Every paper config's context covers the median prompt plus the 16k budget.
+    assert prompts.median + est.BUDGET_OUT < 32_768
+    # A deployment that cannot hold its weights is refused, not estimated.
+    too_small = est.Deployment("x", est.MISTRAL_123B, est.L40S, 4, 1_500)
+    with pytest.raises(ValueError, match="does not fit"):
+        est.gpu_hours(too_small, 1_000, 1_000)
