@@ -329,3 +329,40 @@ def test_sweep_loader_is_used_once_it_exists(monkeypatch: pytest.MonkeyPatch, tm
     assert importlib.import_module("wbray.sweeps") is fake
     result = check_file(SWEEP)
     assert result.ok and result.skipped is None and calls == [SWEEP]
+
+
+def test_kuberay_embedded_serve_configs_and_configmap_keys(tmp_path: Path) -> None:
+    # A RayService running wbray's builder: an inline serve config is checked; a config path names a
+    # file in the pods, which is noted rather than failed.
+    inline = {"models": [{"name": "m", "engine": {"backend": "transformers"}}]}
+    serve = {"applications": [{"name": "a", "import_path": "wbray.serve:build_app", "args": inline}]}
+    service = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": "svc"},
+        "spec": {"serveConfigV2": yaml.safe_dump(serve)},
+    }
+    f = tmp_path / "svc.yaml"
+    f.write_text(yaml.safe_dump(service))
+    result = check_file(f)
+    assert result.ok and "inline serve config, models m" in result.line()
+
+    serve["applications"][0]["args"] = {"config": "/opt/app/serve.yaml"}
+    service["spec"]["serveConfigV2"] = yaml.safe_dump(serve)
+    f.write_text(yaml.safe_dump(service))
+    result = check_file(f)
+    assert result.ok and "path in the pods, not checked" in result.line()
+
+    inline["models"][0]["engine"]["backend"] = "nope"
+    serve["applications"][0]["args"] = inline
+    service["spec"]["serveConfigV2"] = yaml.safe_dump(serve)
+    f.write_text(yaml.safe_dump(service))
+    error = check_file(f).error or ""
+    assert error.startswith(
+        f"{f}: RayService/svc spec.serveConfigV2: applications[0] (a) args: models.0.engine"
+    )
+
+    # ConfigMap keys are files in one directory: nothing may point outside it.
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"..": "x: 1"}}
+    f.write_text(yaml.safe_dump(cm))
+    assert "not a valid ConfigMap key" in (check_file(f).error or "")

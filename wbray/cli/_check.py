@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import re
 import tempfile
 import types
 import typing
@@ -58,6 +59,7 @@ LLM_BUILDER: Final = "ray.serve.llm:build_openai_app"
 #: The keys of ``LLMServingArgs`` (Ray 2.60); its class cannot be imported without vLLM.
 LLM_SERVING_ARGS_KEYS: Final = frozenset({"llm_configs", "ingress_cls_config", "ingress_deployment_config"})
 YAML_SUFFIXES: Final = (".yaml", ".yml")
+_CONFIGMAP_KEY: Final = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -203,12 +205,14 @@ def _check_serve_native(path: Path, docs: list[Any]) -> list[str]:
     return check_serve_document(docs[0] if docs else {}, str(path))
 
 
-def check_serve_document(doc: Any, where: str) -> list[str]:
+def check_serve_document(doc: Any, where: str, *, local_paths: bool = True) -> list[str]:
     """Check a Ray Serve config (the file of ``serve deploy`` or a RayService's ``serveConfigV2``).
 
     Args:
         doc: The parsed document.
         where: How messages name it, e.g. ``file.yaml`` or ``file.yaml: RayService/x spec.serveConfigV2``.
+        local_paths: Whether a ``config:`` path in wbray args names a file here (a RayService's
+            names one inside its pods, which is only checked when it happens to exist here too).
 
     Returns:
         Notes on what was checked per application.
@@ -234,7 +238,7 @@ def check_serve_document(doc: Any, where: str) -> list[str]:
         _resolve_import_path(import_path, at)
         args = app.get("args") or {}
         if import_path == WBRAY_BUILDER:
-            notes.append(f"{name}: {_check_wbray_app_args(args, at)}")
+            notes.append(f"{name}: {_check_wbray_app_args(args, at, local_paths)}")
         elif import_path == LLM_BUILDER:
             notes.append(f"{name}: {_check_llm_app_args(args, at)}")
         else:
@@ -242,7 +246,7 @@ def check_serve_document(doc: Any, where: str) -> list[str]:
     return notes
 
 
-def _check_wbray_app_args(args: Any, at: str) -> str:
+def _check_wbray_app_args(args: Any, at: str, local_paths: bool) -> str:
     from wbray.serve import load_serve_config
 
     if not isinstance(args, dict):
@@ -258,6 +262,8 @@ def _check_wbray_app_args(args: Any, at: str) -> str:
         raise ConfigError(f"{at}: args: with 'config' only 'overrides' may be given, not {', '.join(extra)}")
     # Like `serve run`, the builder resolves the path against its working directory.
     target = Path(str(args["config"]))
+    if not target.is_file() and not local_paths:
+        return f"serve config {target} is a path in the pods, not checked"
     if not target.is_file():
         raise ConfigError(
             f"{at}: args.config: {target} is not a file (paths resolve against the working directory, "
@@ -397,7 +403,7 @@ def _check_kuberay(path: Path, docs: list[Any]) -> list[str]:
             notes.append(f"{kind}/{name}: {_check_configmap(doc.get('data') or {}, where)}")
         elif kind == "RayService" and "serveConfigV2" in spec:
             serve_doc = _yaml_string(spec["serveConfigV2"], f"{where} spec.serveConfigV2")
-            apps = check_serve_document(serve_doc, f"{where} spec.serveConfigV2")
+            apps = check_serve_document(serve_doc, f"{where} spec.serveConfigV2", local_paths=False)
             notes.append(f"{kind}/{name}: serveConfigV2 {'; '.join(apps)}")
         elif kind == "RayJob" and "runtimeEnvYAML" in spec:
             env = _yaml_string(spec["runtimeEnvYAML"], f"{where} spec.runtimeEnvYAML")
@@ -443,13 +449,17 @@ def _yaml_string(value: Any, where: str) -> Any:
 
 def _check_configmap(data: Mapping[str, Any], where: str) -> str:
     """Check a ConfigMap's YAML files laid out as the pod sees them (so relative references work)."""
+    for key, text in data.items():
+        # Kubernetes' own rule for ConfigMap keys; it also keeps every file inside the directory.
+        if not _CONFIGMAP_KEY.fullmatch(key) or key in (".", ".."):
+            raise ConfigError(f"{where}: data key {key!r} is not a valid ConfigMap key ([-._a-zA-Z0-9]+)")
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}: data[{key}] must be a string")
     files = sorted(k for k in data if k.endswith(YAML_SUFFIXES))
     if not files:
         return "no YAML files"
     with tempfile.TemporaryDirectory(prefix="wbray-configmap-") as tmp:
         for key, text in data.items():
-            if not isinstance(text, str):
-                raise ConfigError(f"{where}: data[{key}] must be a string")
             (Path(tmp) / key).write_text(text, encoding="utf-8")
         checked = []
         for key in files:
