@@ -192,12 +192,16 @@ def test_served_critic_points_at_the_served_model() -> None:
 def test_api_judges() -> None:
     claude = load_config(CONFIGS / "judges" / "claude.yaml").judge
     assert claude.engine is not None and claude.engine.backend == "openai"
-    assert claude.engine.omit_sampling == ["top_p"] and claude.engine.api_key_env
+    # Never top_p with temperature (the gateway refuses both), never vLLM-only fields.
+    assert (
+        claude.engine.omit_sampling == ["top_p", "top_k", "repetition_penalty"] and claude.engine.api_key_env
+    )
     assert claude.sampling.temperature == 1.0 and claude.sampling.max_tokens == 2048
     gpt = load_config(CONFIGS / "judges" / "gpt-4o.yaml").judge
     assert gpt.engine is not None and gpt.engine.backend == "openai"
     assert gpt.engine.model.startswith("gpt-4o") and gpt.engine.api_key_env == "OPENAI_API_KEY"
     assert (gpt.sampling.temperature, gpt.sampling.top_p) == (1.0, 0.95)
+    assert set(gpt.engine.omit_sampling) == {"top_k", "repetition_penalty"}
 
 
 # -- the paper's candidates -------------------------------------------------------------------------
