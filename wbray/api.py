@@ -242,7 +242,16 @@ def _run(
         manifest = _start_manifest(config, bench, template, layout, plan, served, started, generate)
         try:
             fixed = cluster_address(config.ray, address) is None  # embedded: it cannot grow
-            execution = execute(plan, layout, bench.queries, on_progress, fixed_cluster=fixed, say=say)
+            execution = execute(
+                plan,
+                layout,
+                bench.queries,
+                on_progress,
+                part_rows=config.run.part_rows,
+                part_age_s=config.run.part_age_s,
+                fixed_cluster=fixed,
+                say=say,
+            )
         except BaseException as exc:
             manifest.status = "failed"
             manifest.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -428,6 +437,7 @@ def _finish(
                     failed=int(gen.get("failed", 0)),
                     prompt_tokens=int(gen.get("prompt_tokens", 0)),
                     completion_tokens=int(gen.get("completion_tokens", 0)),
+                    parts=int(gen.get("parts", 0)),
                 )
             )
         stages.append(
@@ -441,6 +451,9 @@ def _finish(
                 failed=int(sc.get("failed", 0)),
                 prompt_tokens=int(sc.get("prompt_tokens", 0)),
                 completion_tokens=int(sc.get("completion_tokens", 0)),
+                parts=int(sc.get("parts", 0)),
+                cache_hits=int(sc.get("cache_hits", 0)),
+                cache_misses=int(sc.get("cache_misses", 0)),
             )
         )
     pools = []

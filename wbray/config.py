@@ -310,7 +310,10 @@ class JudgeConfig(_Identified):
 
     # repeats adds rows (the repeat number is in each row's id); re-asks are retries; the prompt
     # counts through its version (hashed text), not through the mode that found it.
-    identity_exempt: ClassVar[frozenset[str]] = frozenset({"repeats", "max_reasks", "resources", "template"})
+    # The cache only decides whether a verdict is computed again, never what it is.
+    identity_exempt: ClassVar[frozenset[str]] = frozenset(
+        {"repeats", "max_reasks", "resources", "template", "cache", "cache_refresh"}
+    )
 
     name: Name = Field("judge", description="Judge name in results and partitions.")
     engine: EngineConfig | None = Field(None, description="The judge model; required to score.")
@@ -331,6 +334,15 @@ class JudgeConfig(_Identified):
     reason_max_chars: int = Field(300, ge=1, description="Longest reason the constrained schema allows.")
     max_reasks: int = Field(2, ge=0, description="Extra judge calls after an unparseable reply.")
     resources: StageResources = Field(StageResources(), description="The scoring actor pool.")
+    cache: str | None = Field(
+        None,
+        description="Judge cache prefix (local or s3://) shared by runs, sweep cells and the served "
+        "critic: a verdict for the same judge, rendered prompt, sampling and repeat number is reused "
+        "instead of asked again.",
+    )
+    cache_refresh: bool = Field(
+        False, description="Ignore cached verdicts (draw new ones); new verdicts still go into the cache."
+    )
 
     def identity(self) -> dict[str, Any]:
         ident = super().identity()
@@ -379,9 +391,20 @@ class StorageConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    """Where results go."""
+    """Where results go, and how they are written."""
 
     out: str | None = Field(None, description="Run directory URI; default runs/<config file stem>.")
+    part_rows: int = Field(
+        1000,
+        ge=1,
+        description="Verdicts buffered into one Parquet part before it is written (one S3 PUT each).",
+    )
+    part_age_s: float = Field(
+        60.0,
+        gt=0,
+        description="Buffered verdicts are written at the latest this many seconds after the oldest "
+        "arrived: a crash loses at most part_rows verdicts or this many seconds of judging.",
+    )
 
 
 class WbrayConfig(_Strict):

@@ -37,6 +37,8 @@ judge:
   sampling: {{max_tokens: 136, seed: 3}}
   resources: {{actors: 1, num_cpus: 1, batch_size: 5}}
 ray: {{num_cpus: 2, no_progress_timeout_s: 300}}
+# Small verdict parts, so that some are durable when the run is killed mid-scoring.
+run: {{part_rows: 5}}
 """
     )
 

@@ -169,3 +169,70 @@ def test_answers_from_files_are_judged_and_rescored_only_where_changed(
     assert partial.computed == {"generate:ext": 0, "score:ext": 5}
     coverage = partial.leaderboard.failures.set_index("Model").loc["ext"]  # type: ignore[union-attr]
     assert coverage["queries_missing"] == 2
+
+
+def test_the_judge_cache_is_shared_across_run_directories(ray_cluster: None, tmp_path: Path) -> None:
+    """Same answers, same judge, a new run directory: every verdict comes from the cache and the
+    judge is never called; a refresh draws anew; a different judge setting misses."""
+    import wbray
+    from wbray.storage import read_manifest
+
+    def script(body: dict[str, Any], attempt: int) -> Any:
+        msgs = body["messages"]
+        if msgs[0]["role"] != "system":
+            return reply(f"Answer to: {msgs[-1]['content'][:30]}")  # deterministic answers
+        return reply(f'{{"score": {1 + len(msgs[-1]["content"]) % 10}, "reason": "scripted"}}')
+
+    def judge_calls(srv: ScriptedOpenAIServer) -> int:
+        return sum(1 for r in srv.requests if r.body["messages"][0]["role"] == "system")
+
+    cache = str(tmp_path / "judge-cache")
+    with ScriptedOpenAIServer(script) as srv:
+        cfg = api_run_config(tmp_path, srv.base_url)
+        # The judge sees one row per batch (as a CPU judge does): without buffering, one part each.
+        base = [
+            "data.indices=[1, 2]",
+            f"judge.cache={cache}",
+            "run.part_rows=4",
+            "judge.resources={actors: 1, num_cpus: 0.25, batch_size: 1}",
+        ]
+        first = wbray.evaluate(str(cfg), out=str(tmp_path / "a"), overrides=base)
+        cold = judge_calls(srv)
+        second = wbray.evaluate(str(cfg), out=str(tmp_path / "b"), overrides=base)
+        warm = judge_calls(srv) - cold
+        third = wbray.evaluate(
+            str(cfg), out=str(tmp_path / "c"), overrides=[*base, "judge.cache_refresh=true"]
+        )
+        refreshed = judge_calls(srv) - cold - warm
+        other = wbray.evaluate(
+            str(cfg), out=str(tmp_path / "d"), overrides=[*base, "judge.sampling.temperature=0.2"]
+        )
+
+    assert cold == 10 and warm == 0 and refreshed == 10
+    stages = {}
+    for name, summary in (("a", first), ("b", second), ("c", third), ("d", other)):
+        manifest = read_manifest(RunLayout.at(summary.root))
+        assert manifest is not None and manifest.last is not None
+        (stages[name],) = [s for s in manifest.last.stages if s.stage == "score"]
+    assert (stages["a"].cache_hits, stages["a"].cache_misses) == (0, 10)
+    assert (stages["b"].cache_hits, stages["b"].cache_misses) == (10, 0)
+    assert (stages["c"].cache_hits, stages["c"].cache_misses) == (0, 10)
+    assert stages["d"].cache_hits == 0  # another sampling is another judge
+    # Buffered parts: at most one per 4 verdicts (Ray Data may hand several batches at once).
+    assert 1 <= stages["a"].parts <= 3 and stages["a"].parts_per_1000_rows is not None
+    # A hit is the verdict the first run drew: same scores, reasons and statuses.
+    cols = ["index", "criterion", "score", "reason", "status"]
+    a = (
+        read_evaluations(RunLayout.at(first.root), "api-judge")[cols]
+        .sort_values(cols[:2])
+        .reset_index(drop=True)
+    )
+    b = (
+        read_evaluations(RunLayout.at(second.root), "api-judge")[cols]
+        .sort_values(cols[:2])
+        .reset_index(drop=True)
+    )
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a, b)
+    assert set(read_scores(RunLayout.at(second.root), "api-judge").to_pandas()["cache"]) == {"hit"}

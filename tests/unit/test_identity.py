@@ -115,6 +115,8 @@ TABLE: dict[type, dict[str, tuple[Any, bool] | None]] = {
         "reason_max_chars": (50, SAME),  # only in the constrained schema: see the next test
         "max_reasks": (5, SAME),
         "resources": (RES, SAME),
+        "cache": ("s3://cache/judge", SAME),  # a cached verdict is what the same call drew before
+        "cache_refresh": (True, SAME),
     },
 }
 

@@ -13,6 +13,7 @@ backend's business (``Backend.build_stage``): there is no backend branch here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,21 +23,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.data import ActorPoolStrategy
 
+from wbray.config import content_hash
 from wbray.engines import StageSpec, get_backend
 from wbray.errors import ConfigError
 from wbray.pipelines._plan import RunPlan
 from wbray.pipelines._stages import (
     STORED_ANSWER_COLUMNS,
+    CacheLookup,
     Explode,
     KeepStored,
+    PartWriter,
     ProgressActor,
     actor_pool_stage,
     store_generations,
     store_scores,
 )
 from wbray.records import Query
-from wbray.steps import GenerationTask, ScoringTask
+from wbray.steps import GenerationTask, ScoringTask, judge_identity
+from wbray.steps.scoring import cache_identity
 from wbray.storage import RunLayout, locate
 
 log = logging.getLogger(__name__)
@@ -51,12 +57,14 @@ class Execution:
 
     Attributes:
         scored: Per model, verdicts written and of those failed (counted from the stream).
+        written: The part writer's totals: verdict parts, cache parts and rows written.
         stages: ``"<stage>:<model>"`` -> rows, failed, prompt_tokens, completion_tokens.
         pools: Pool name -> loads, load_s, busy_s, batches, rows, actors, wall_s.
         wall_s: Wall time of the execution.
     """
 
     scored: dict[str, dict[str, int]] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -121,8 +129,18 @@ def _stage(engine: Any, spec: StageSpec, ds: Any) -> Any:
     return build(ds, spec)
 
 
-def build_dataset(plan: RunPlan, layout: RunLayout, queries: Mapping[int, Query], progress: Any) -> Any:
-    """The run's one dataset (lazy): generation pools -> union -> judge pool -> stored verdicts."""
+def judge_cache(plan: RunPlan) -> tuple[dict[str, Any], str] | None:
+    """The judge's cache identity and its hash (its directory under the cache prefix), if cached."""
+    if plan.judge.cache is None:
+        return None
+    identity = cache_identity(judge_identity(plan.judge, plan.template, plan.judge_served))
+    return identity, content_hash(identity)
+
+
+def build_dataset(
+    plan: RunPlan, layout: RunLayout, queries: Mapping[int, Query], progress: Any, writer: Any
+) -> Any:
+    """The run's one dataset (lazy): generation pools -> union -> [cache] -> judge pool -> writer."""
     judge = plan.judge
     streams: list[Any] = []
     for work in plan.work:
@@ -159,16 +177,38 @@ def build_dataset(plan: RunPlan, layout: RunLayout, queries: Mapping[int, Query]
         explode = Explode(queries, judge, plan.template, plan.judge_served, keep=plan.score_ids)
         streams.append(ds.flat_map(explode, num_cpus=0))
     ds = streams[0] if len(streams) == 1 else streams[0].union(*streams[1:])
+    cached = judge_cache(plan)
+    if cached is not None and judge.cache is not None:
+        identity, judge_hash = cached
+        ds = ds.map_batches(
+            CacheLookup,
+            fn_constructor_kwargs={
+                "template": plan.template,
+                "identity": identity,
+                "judge_hash": judge_hash,
+                "prefix": judge.cache,
+                "storage": layout.storage,
+                "refresh": judge.cache_refresh,
+            },
+            compute=ActorPoolStrategy(size=1),
+            batch_format="pandas",
+            num_cpus=0,
+        )
     spec = StageSpec(
         judge.engine, judge.resources, ScoringTask(judge, plan.template), plan.judge_pool, progress
     )
     ds = _stage(judge.engine, spec, ds)
     return ds.map_batches(
-        store_scores,
-        fn_kwargs={"layout": layout, "judge": judge.name, "progress": progress},
-        batch_format="pandas",
-        num_cpus=0,
+        store_scores, fn_kwargs={"writer": writer, "progress": progress}, batch_format="pandas", num_cpus=0
     )
+
+
+def _here() -> dict[str, Any]:
+    # The run's bookkeeping actors live on the driver's node: they die with the run, not with a worker.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
 
 
 def execute(
@@ -177,6 +217,8 @@ def execute(
     queries: Sequence[Query],
     on_progress: ProgressCallback | None = None,
     *,
+    part_rows: int = 1000,
+    part_age_s: float = 60.0,
     fixed_cluster: bool = True,
     say: Callable[[str], None] | None = None,
 ) -> Execution:
@@ -197,14 +239,26 @@ def execute(
         if say is not None:
             say(f"note: {exc} — waiting for the autoscaler")
     started = time.time()
-    progress = ProgressActor.remote()  # type: ignore[attr-defined]
-    ds = build_dataset(plan, layout, {q.index: q for q in queries}, progress)
+    progress = ProgressActor.options(**_here()).remote()  # type: ignore[attr-defined]
+    cached = judge_cache(plan)
+    cache = (plan.judge.cache, cached[1]) if cached is not None and plan.judge.cache else None
+    writer = PartWriter.options(**_here()).remote(  # type: ignore[attr-defined]
+        layout, plan.judge.name, part_rows, part_age_s, cache, progress
+    )
+    ds = build_dataset(plan, layout, {q.index: q for q in queries}, progress, writer)
     scored: dict[str, dict[str, int]] = defaultdict(lambda: {"rows": 0, "failed": 0})
-    with _Poller(progress, plan.totals, on_progress):
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            for model, rows, failed in zip(batch["model"], batch["rows"], batch["failed"], strict=True):
-                scored[str(model)]["rows"] += int(rows)
-                scored[str(model)]["failed"] += int(failed)
+    try:
+        with _Poller(progress, plan.totals, on_progress):
+            for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+                for model, rows, failed in zip(batch["model"], batch["rows"], batch["failed"], strict=True):
+                    scored[str(model)]["rows"] += int(rows)
+                    scored[str(model)]["failed"] += int(failed)
+        result.written = ray.get(writer.flush.remote())
+    finally:
+        # Even a failed run keeps what the writer holds: every buffered verdict is complete.
+        with contextlib.suppress(Exception):
+            ray.get(writer.flush.remote(), timeout=120)
+        ray.kill(writer)
     snapshot = ray.get(progress.snapshot.remote())
     ray.kill(progress)
     result.scored = dict(scored)

@@ -2,9 +2,13 @@
 
 * :func:`actor_pool_stage` — the default backend stage: an actor pool, one engine per actor
   (loaded once, in ``__init__``), driving the batch task on each batch.
-* :func:`store_generations` / :func:`store_scores` — write each finished batch as a Parquet part
-  (so finished work survives a crash) and report progress. Scores leave the stage as counts only:
-  the driver never receives answer or verdict text.
+* :func:`store_generations` — writes each finished batch of answers as a Parquet part before its
+  answers fan out into scoring rows (a verdict never exists for an answer that was not stored).
+* :class:`PartWriter` + :func:`store_scores` — verdicts are buffered into parts of ``part_rows``
+  rows, or written once the oldest buffered verdict is ``part_age_s`` old: one part per model and
+  flush instead of one per judged batch. A crash loses at most that many verdicts (recomputed by
+  the re-run). Scores leave the stage as counts only: the driver never receives their text.
+* :class:`CacheLookup` — fills verdicts from the judge cache before the judge pool.
 * :class:`Explode` — turns an answer into its scoring rows; :class:`KeepStored` picks the stored
   answers the plan asked for out of the parts it names.
 * :class:`ProgressActor` — counts rows, failures, tokens, engine loads and busy time.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -29,7 +34,16 @@ from wbray.prompts import JudgeTemplate
 from wbray.records import Query
 from wbray.steps import run_task, scoring_rows
 from wbray.steps._common import require_columns
-from wbray.storage import RunLayout, write_generations, write_scores
+from wbray.steps.scoring import cache_key, judge_messages
+from wbray.storage import (
+    PartBuffer,
+    RunLayout,
+    StorageOptions,
+    read_cache,
+    write_cache,
+    write_generations,
+    write_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +56,31 @@ class ProgressActor:
         self.stages: dict[tuple[str, str], dict[str, float]] = {}
         self.pools: dict[str, dict[str, Any]] = {}
 
-    def add(self, stage: str, model: str, rows: int, failed: int, prompt: int, completion: int) -> None:
-        c = self.stages.setdefault(
-            (stage, model), {"rows": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0}
-        )
+    def add(
+        self,
+        stage: str,
+        model: str,
+        rows: int,
+        failed: int,
+        prompt: int,
+        completion: int,
+        hits: int = 0,
+        misses: int = 0,
+    ) -> None:
+        c = self._stage(stage, model)
         c["rows"] += rows
         c["failed"] += failed
         c["prompt_tokens"] += prompt
         c["completion_tokens"] += completion
+        c["cache_hits"] += hits
+        c["cache_misses"] += misses
+
+    def parts(self, stage: str, model: str, parts: int) -> None:
+        self._stage(stage, model)["parts"] += parts
+
+    def _stage(self, stage: str, model: str) -> dict[str, float]:
+        keys = ("rows", "failed", "prompt_tokens", "completion_tokens", "cache_hits", "cache_misses", "parts")
+        return self.stages.setdefault((stage, model), dict.fromkeys(keys, 0))
 
     def _pool(self, pool: str) -> dict[str, Any]:
         return self.pools.setdefault(
@@ -173,6 +204,8 @@ def _report(progress: Any, stage: str, rows: list[dict[str, Any]]) -> None:
             sum(1 for r in mine if r.get("status") != "ok"),
             int(sum(r.get("prompt_tokens") or 0 for r in mine)),
             int(sum(r.get("completion_tokens") or 0 for r in mine)),
+            sum(1 for r in mine if r.get("cache") == "hit"),
+            sum(1 for r in mine if r.get("cache") == "miss"),
         )
 
 
@@ -181,20 +214,138 @@ def store_generations(batch: pd.DataFrame, layout: RunLayout, progress: Any) -> 
     rows = records(batch)
     for model in sorted({r["model"] for r in rows}):
         write_generations(layout, model, [r for r in rows if r["model"] == model])
+        if progress is not None:
+            progress.parts.remote("generate", str(model), 1)
     _report(progress, "generate", rows)
     return batch
 
 
-def store_scores(batch: pd.DataFrame, layout: RunLayout, judge: str, progress: Any) -> pd.DataFrame:
-    """Write a batch of verdicts (one part per model); only counts leave the stage."""
+@ray.remote(num_cpus=0)
+class PartWriter:
+    """Buffers a run's verdicts (:class:`PartBuffer`) and writes them as one part per model per
+    flush; also adds new verdicts to the judge cache.
+
+    Runs next to the driver (a buffer on a node that dies would be lost with it) and dies with the
+    run: what it holds when the driver crashes — at most ``part_rows`` verdicts or ``part_age_s``
+    seconds of judging — is recomputed by the re-run.
+    """
+
+    def __init__(
+        self,
+        layout: RunLayout,
+        judge: str,
+        part_rows: int,
+        part_age_s: float,
+        cache: tuple[str, str] | None = None,
+        progress: Any = None,
+    ) -> None:
+        self.layout, self.judge, self.cache, self.progress = layout, judge, cache, progress
+        self.buffer = PartBuffer(self._write, part_rows, part_age_s)
+        self.parts = self.cache_parts = self.rows = 0
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self.stop.wait(min(1.0, self.buffer.part_age_s / 4)):
+            with self.lock:
+                if self.buffer.due():
+                    try:
+                        self.buffer.flush()
+                    except BaseException as exc:  # raised to the next caller, never lost
+                        self.error = exc
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self._raise()
+            self.buffer.add(rows)
+
+    def flush(self) -> dict[str, int]:
+        """Write whatever is buffered; the counts of parts and rows written so far."""
+        with self.lock:
+            self._raise()
+            self.buffer.flush()
+            return {"parts": self.parts, "cache_parts": self.cache_parts, "rows": self.rows}
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        for model in sorted({str(r["model"]) for r in rows}):
+            mine = [r for r in rows if str(r["model"]) == model]
+            write_scores(self.layout, self.judge, model, mine)
+            self.parts += 1
+            if self.progress is not None:
+                self.progress.parts.remote("score", model, 1)
+        self.rows += len(rows)
+        if self.cache is not None:
+            new = [r for r in rows if r.get("cache") == "miss"]
+            if write_cache(self.cache[0], self.cache[1], new, self.layout.storage):
+                self.cache_parts += 1
+
+
+def store_scores(batch: pd.DataFrame, writer: Any, progress: Any) -> pd.DataFrame:
+    """Hand a batch of verdicts to the run's :class:`PartWriter`; only counts leave the stage."""
     rows = records(batch)
+    ray.get(writer.add.remote(rows))  # waits: the writer's pace is the stream's back-pressure
     counts = []
     for model in sorted({r["model"] for r in rows}):
         mine = [r for r in rows if r["model"] == model]
-        write_scores(layout, judge, model, mine)
         counts.append({"model": model, "rows": len(mine), "failed": sum(r["status"] != "ok" for r in mine)})
     _report(progress, "score", rows)
     return pd.DataFrame(counts, columns=["model", "rows", "failed"])
+
+
+class CacheLookup:
+    """Fills each scoring row's verdict from the judge cache when the same call was answered before
+    (``cache: hit``), and marks the rest ``miss`` with their key, to be cached once judged.
+
+    The cache of the judge identity is loaded once per actor, inside the cluster.
+    """
+
+    def __init__(
+        self,
+        template: JudgeTemplate,
+        identity: Mapping[str, Any],
+        judge_hash: str,
+        prefix: str,
+        storage: StorageOptions,
+        refresh: bool,
+    ) -> None:
+        self.template, self.identity = template, identity
+        self.cached: dict[str, dict[str, Any]] = {}
+        if not refresh:
+            table = read_cache(prefix, judge_hash, storage)
+            if table is not None:
+                self.cached = {str(r["row_id"]): r for r in table.to_pylist()}
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        out = []
+        for row in records(batch):
+            if row["gen_status"] != "ok" or row["response"] is None:
+                out.append({**row, "cache_key": None, "cache": None})  # nothing to ask: not a lookup
+                continue
+            key = cache_key(self.identity, judge_messages(row, self.template), int(row["repeat"]))
+            hit = self.cached.get(key)
+            if hit is None:
+                out.append({**row, "cache_key": key, "cache": "miss"})
+                continue
+            # This run spent no judge tokens on it: token counts stay 0.
+            verdict = {k: hit[k] for k in ("score", "reason", "raw", "status", "error", "attempts")}
+            out.append(
+                {
+                    **row,
+                    **verdict,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "latency_s": 0.0,
+                    "cache_key": key,
+                    "cache": "hit",
+                }
+            )
+        return pd.DataFrame(out)
 
 
 #: Columns of a stored answer that scoring needs (read inside the cluster, never by the driver).

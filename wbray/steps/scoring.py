@@ -102,6 +102,19 @@ def score_row_id(ident: Mapping[str, Any], gen_row_id: str, criterion: str, repe
     return content_hash({**ident, "gen": gen_row_id, "criterion": criterion, "repeat": repeat})
 
 
+def cache_identity(ident: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a judge identity (:func:`judge_identity`) that decides a verdict: everything but
+    the judge's name (two names for the same judge share verdicts). The prompt enters the cache
+    key as rendered text, so its version is left out too."""
+    judge = {k: v for k, v in ident["judge"].items() if k != "name"}
+    return {"judge": judge}
+
+
+def cache_key(identity: Mapping[str, Any], messages: Sequence[Mapping[str, str]], repeat: int) -> str:
+    """The judge cache key of one call: judge identity, the exact messages and the repeat number."""
+    return content_hash({**identity, "messages": [dict(m) for m in messages], "repeat": repeat}, length=32)
+
+
 def judge_messages(row: Mapping[str, Any], template: JudgeTemplate) -> list[dict[str, str]]:
     """The judge messages of one scoring row."""
     return render_judge_messages(template, row["query"], json.loads(row["criterion_json"]), row["response"])

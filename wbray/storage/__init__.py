@@ -1,5 +1,7 @@
 """Storage: URIs (local, file://, s3://), the key layout of run directories, and their manifest."""
 
+from wbray.storage._buffer import PartBuffer
+from wbray.storage._cache import CACHE_FIELDS, cache_dir, read_cache, write_cache
 from wbray.storage._fs import (
     DEFAULT_STORAGE,
     Location,
@@ -50,6 +52,7 @@ from wbray.storage._results import (
 )
 
 __all__ = [
+    "CACHE_FIELDS",
     "COMMIT_MARKER",
     "DEFAULT_STORAGE",
     "GENERATION_FIELDS",
@@ -58,6 +61,7 @@ __all__ = [
     "DataInfo",
     "Invocation",
     "Location",
+    "PartBuffer",
     "PoolStats",
     "RowCount",
     "RunLayout",
@@ -67,6 +71,7 @@ __all__ = [
     "StoredRow",
     "TemplateInfo",
     "TokenCount",
+    "cache_dir",
     "check_destination",
     "commit_stage",
     "current_generations",
@@ -82,6 +87,7 @@ __all__ = [
     "locate",
     "normalize_uri",
     "read_bytes",
+    "read_cache",
     "read_evaluations",
     "read_generations",
     "read_manifest",
@@ -90,6 +96,7 @@ __all__ = [
     "score_ids",
     "token_ledger",
     "write_bytes",
+    "write_cache",
     "write_generations",
     "write_manifest",
     "write_parquet",

@@ -59,6 +59,13 @@ class StageStats(_Record):
     failed: int = Field(0, description="Of the computed rows, those with status 'failed'.")
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    parts: int = Field(0, description="Parquet parts this invocation wrote for the stage.")
+    cache_hits: int = Field(0, description="Verdicts taken from the judge cache (no engine call).")
+    cache_misses: int = Field(0, description="Verdicts asked of the judge with a cache configured.")
+
+    @property
+    def parts_per_1000_rows(self) -> float | None:
+        return None if not self.computed else 1000 * self.parts / self.computed
 
 
 class PoolStats(_Record):

@@ -67,6 +67,8 @@ SCORE_FIELDS: tuple[tuple[str, str], ...] = (
     ("completion_tokens", "int64"),
     ("latency_s", "float64"),
     ("created_at", "float64"),
+    # "hit" when the verdict came from the judge cache, "miss" when asked with a cache configured.
+    ("cache", "string"),
 )
 
 
