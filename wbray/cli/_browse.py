@@ -113,6 +113,17 @@ def _read_responses(paths: list[Path]) -> pd.DataFrame | None:
     return pd.concat([read_upstream_responses(f) for f in files], ignore_index=True)
 
 
+def _run_data_source(manifest: object) -> str | None:
+    """The data directory a run was made on (its manifest's ``data.source``), when recorded.
+
+    Read by attribute or by key: the manifest is a plain mapping in older runs and a typed record
+    in newer ones.
+    """
+    data = manifest.get("data") if isinstance(manifest, dict) else getattr(manifest, "data", None)
+    source = data.get("source") if isinstance(data, dict) else getattr(data, "source", None)
+    return source if isinstance(source, str) and source else None
+
+
 def _run(args: argparse.Namespace) -> int:
     import pandas as pd
     from rich.console import Console
@@ -135,9 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         out = RunLayout.at(runs[0]).report("browse.html")
     data_dir = args.data_dir
     if data_dir is None and len(runs) == 1:
-        manifest = read_manifest(RunLayout.at(runs[0])) or {}
-        source = manifest.get("data", {}).get("source") if isinstance(manifest.get("data"), dict) else None
-        data_dir = source if isinstance(source, str) else None
+        data_dir = _run_data_source(read_manifest(RunLayout.at(runs[0])))
     if data_dir is None and args.inputs == ["example"]:
         data_dir = "example"
     bench = load_benchmark(data_dir)
