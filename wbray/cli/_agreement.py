@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from wbray.agreement import example_file, judge_agreement, load_human_judgments, load_rubrics
     from wbray.dataset import load_benchmark
-    from wbray.engines import create_engine, get_backend
+    from wbray.engines import create_engine
     from wbray.prompts import load_judge_template
     from wbray.storage import write_bytes
 
@@ -93,11 +93,6 @@ def _run(args: argparse.Namespace) -> int:
     judge = _judge_config(args.judge_config, list(args.override))
     if judge.engine is None:
         raise ConfigError(f"{args.judge_config}: the judge has no engine (set judge.engine)")
-    if get_backend(judge.engine.backend).runs_as_processor:
-        raise ConfigError(
-            f"{args.judge_config}: the {judge.engine.backend!r} backend runs only inside a Ray Data "
-            "pipeline; serve the judge behind an OpenAI-compatible endpoint and use backend: openai"
-        )
     is_example = args.human_file == "example"
     human_path = str(example_file()) if is_example else args.human_file
     data_dir = args.data_dir or ("example" if is_example else None)
