@@ -50,7 +50,7 @@ def _read_inputs(
     """(evaluations, generations or None, run roots, export directories holding responses/)."""
     import pandas as pd
 
-    from wbray.aggregate import read_score_inputs
+    from wbray.aggregate import read_upstream_scores
     from wbray.dataset import example_dir
     from wbray.records import EVAL_COLUMNS
     from wbray.storage import RunLayout, discover_runs, is_s3, read_evaluations, read_generations
@@ -65,6 +65,8 @@ def _read_inputs(
         item = str(example_dir() / "results") if item == "example" else item
         found = discover_runs(item) if is_s3(item) or Path(item).is_dir() else []
         if not found:
+            if is_s3(item):
+                raise WbrayError(f"{item}: no wbray run (manifest.json) under this prefix")
             files.append(item)
             if Path(item).is_dir() and (Path(item) / "responses").is_dir():
                 exports.append(Path(item))
@@ -82,16 +84,36 @@ def _read_inputs(
             if table is not None:
                 gens.append(table.to_pandas())
             runs.append(run)
-    if files:
-        frame = read_score_inputs(files)
-        clash = sorted(set(frame["model"].astype(str)) & set(owners))
-        if clash:
-            raise WbrayError(f"model {clash[0]!r} appears twice: {owners[clash[0]]} and a score file")
-        frames.append(frame)
+    for path in _score_files(files):
+        model = path.name.removesuffix(".jsonl")
+        if model in owners:
+            raise WbrayError(f"model {model!r} appears twice: {owners[model]} and {path}; rename one file")
+        owners[model] = str(path)
+        # One file at a time through the upstream reader: it keeps the reasons, which the page
+        # shows and aggregation's bulk reader may leave out.
+        frames.append(read_upstream_scores(path, model))
     evaluations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(EVAL_COLUMNS))
     if evaluations.empty:
         raise WbrayError(f"no evaluations found in {', '.join(inputs)}")
     return evaluations, (pd.concat(gens, ignore_index=True) if gens else None), runs, exports
+
+
+def _score_files(items: list[str]) -> list[Path]:
+    """Upstream score files named by files, directories of them, or export directories (scores/)."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            base = p / "scores" if (p / "scores").is_dir() else p
+            found = sorted(base.glob("*.jsonl"))
+            if not found:
+                raise WbrayError(f"{p}: no score files (*.jsonl) and no wbray run found")
+            out += found
+        else:
+            raise WbrayError(f"{item}: no such file, directory or run")
+    return out
 
 
 def _read_responses(paths: list[Path]) -> pd.DataFrame | None:
