@@ -1,0 +1,9 @@
+"""A browsable, self-contained HTML page per run: leaderboard -> domain -> query -> each model's
+response and every criterion's score and reason, with filters (domain, language, requirement,
+failed, flagged). One file, inline CSS and script, no network; opens offline.
+"""
+
+from wbray.browse._data import SCHEMA, browser_data
+from wbray.browse._page import build_browser, embed_json, render_page, write_browser
+
+__all__ = ["SCHEMA", "browser_data", "build_browser", "embed_json", "render_page", "write_browser"]
