@@ -80,7 +80,7 @@ def _read_inputs(
                     raise WbrayError(f"model {model!r} appears twice: {owners[model]} and {run}")
                 owners[model] = run
             frames.append(frame)
-            table = read_generations(layout, _GEN_COLUMNS, committed_only=True)
+            table = read_generations(layout, _GEN_COLUMNS, committed_only=True, current_only=True)
             if table is not None:
                 gens.append(table.to_pandas())
             runs.append(run)

@@ -120,22 +120,23 @@ def _score(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from wbray.aggregate import write_upstream_responses, write_upstream_scores
-    from wbray.storage import RunLayout, current_generations, is_run, read_evaluations, read_generations
+    from wbray.storage import RunLayout, is_run, read_evaluations, read_generations
 
     if not is_run(args.run_dir):
         raise WbrayError(f"{args.run_dir}: not a wbray run directory (no manifest.json)")
     layout = RunLayout.at(args.run_dir)
     # Only sealed stages: a crashed writer's parts never leave the run as if complete.
+    # Sealed stages only, each model's current answers only (an older config or response file may
+    # have left others stored).
     gens = read_generations(
-        layout, ["row_id", "model", "index", "sample", "response", "status", "error"], committed_only=True
+        layout,
+        ["model", "index", "sample", "response", "status", "error"],
+        committed_only=True,
+        current_only=True,
     )
     written = []
     if gens is not None:
         df = gens.to_pandas()
-        current = current_generations(layout)
-        # Each model's current answers only (an older config or response file may have left others).
-        keep = [m not in current or r in current[m] for m, r in zip(df["model"], df["row_id"], strict=True)]
-        df = df[keep]
         if (df["sample"] > 0).any():
             # Upstream's response format has one answer per query; export the first sample.
             df = df[df["sample"] == 0]

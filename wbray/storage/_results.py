@@ -194,13 +194,28 @@ def _read_rows(
 
 
 def read_generations(
-    layout: RunLayout, columns: list[str] | None = None, committed_only: bool = False
+    layout: RunLayout,
+    columns: list[str] | None = None,
+    committed_only: bool = False,
+    current_only: bool = False,
 ) -> pa.Table | None:
     """Stored generation rows of the run (all models), one per row_id.
 
-    ``committed_only`` reads only parts of sealed stages (see :func:`commit_stage`).
+    ``committed_only`` reads only parts of sealed stages (see :func:`commit_stage`);
+    ``current_only`` keeps each model's current answers (see :func:`current_generations`).
     """
-    return _read_rows(layout.generations_root, columns, committed_only, layout.storage)
+    current = current_generations(layout) if current_only else {}
+    if not current:
+        return _read_rows(layout.generations_root, columns, committed_only, layout.storage)
+    import pyarrow as pa
+
+    wanted = None if columns is None else list(dict.fromkeys([*columns, "row_id", "model"]))
+    table = _read_rows(layout.generations_root, wanted, committed_only, layout.storage)
+    if table is None:
+        return None
+    pairs = zip(table["model"].to_pylist(), table["row_id"].to_pylist(), strict=True)
+    table = table.filter(pa.array([m not in current or r in current[m] for m, r in pairs]))
+    return table if columns is None else table.select(columns)
 
 
 def read_scores(
