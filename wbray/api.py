@@ -56,6 +56,7 @@ class EvalSummary:
         leaderboard: The aggregated leaderboard of the run's scores (None when nothing is scored
             yet or ``report=False``).
         reports: URIs of the report files written.
+        flagged: Per model, answers flagged as judge-injection attempts (none: not listed).
     """
 
     root: str
@@ -68,6 +69,7 @@ class EvalSummary:
     manifest: RunManifest | None = None
     leaderboard: Leaderboard | None = None
     reports: list[str] = field(default_factory=list)
+    flagged: dict[str, int] = field(default_factory=dict)
 
 
 def load(
@@ -257,9 +259,9 @@ def _run(
             manifest.error = f"{type(exc).__name__}: {exc}"[:2000]
             _write_manifest(layout, manifest)
             raise
-    summary = _finish(config, bench, layout, plan, execution, manifest, started, generate)
-    if report:
-        _report(summary, bench, layout)
+        summary = _finish(config, bench, layout, plan, execution, manifest, started, generate)
+        if report:
+            _report(config, summary, bench, layout, say)
     summary.wall_s = time.time() - started
     return summary
 
@@ -378,7 +380,7 @@ def _start_manifest(
             "finished_at": None,
             "config": json.loads(json.dumps(config.model_dump(mode="json"))),
             "config_yaml": dump_config(config),
-            "config_hash": content_hash(config.model_dump(mode="json", exclude={"run", "ray"})),
+            "config_hash": content_hash(config.model_dump(mode="json", exclude={"run", "ray", "report"})),
             "data": DataInfo(
                 source="example" if bench.is_example else str(bench.root),
                 data_version=bench.data_version,
@@ -523,8 +525,12 @@ def _counts(layout: RunLayout, judge: str) -> dict[str, Any]:
     }
 
 
-def _report(summary: EvalSummary, bench: Benchmark, layout: RunLayout) -> None:
+def _report(
+    config: WbrayConfig, summary: EvalSummary, bench: Benchmark, layout: RunLayout, say: Callable[[str], None]
+) -> None:
+    """The leaderboard (numbers only, in the driver) and the browsable page (built in the cluster)."""
     from wbray.aggregate import aggregate, write_reports
+    from wbray.pipelines import browse_in_cluster
     from wbray.storage import read_evaluations, token_ledger
 
     # Only what the numbers need: no reasons, no raw replies cross into the driver.
@@ -539,6 +545,19 @@ def _report(summary: EvalSummary, bench: Benchmark, layout: RunLayout) -> None:
     ledger = token_ledger(layout, summary.judge)
     summary.reports = [str(u) for u in write_reports(board, target, ledger, layout.storage)]
     summary.leaderboard = board
+    if config.report.browse:
+        page = browse_in_cluster(
+            layout,
+            summary.judge,
+            bench,
+            summary.models,
+            resamples=config.report.resamples,
+            seed=config.report.seed,
+        )
+        summary.reports.append(str(page["uri"]))
+        summary.flagged = {m: n for m, n in page["flagged"].items() if n}
+        for model, n in summary.flagged.items():
+            say(f"{model}: {n} answers flagged as addressing the judge (see browse.html; scores unchanged)")
 
 
 __all__ = ["ConfigSource", "EvalSummary", "default_out", "evaluate", "load", "score"]

@@ -407,6 +407,18 @@ class RunConfig(_Strict):
     )
 
 
+class ReportConfig(_Strict):
+    """What a run writes after scoring (under ``reports/<judge>/``)."""
+
+    resamples: int = Field(
+        1000, ge=0, description="Bootstrap resamples (clustered by query) for confidence intervals; 0 = none."
+    )
+    seed: int = Field(0, description="Seed of the bootstrap, so intervals are reproducible.")
+    browse: bool = Field(
+        True, description="Write browse.html: leaderboard -> domain -> query -> answers, scores and reasons."
+    )
+
+
 class WbrayConfig(_Strict):
     """Top-level configuration file."""
 
@@ -416,6 +428,7 @@ class WbrayConfig(_Strict):
     judge: JudgeConfig = Field(JudgeConfig(), description="Judging.")
     ray: RayConfig = Field(RayConfig(), description="Ray cluster settings.")
     run: RunConfig = Field(RunConfig(), description="Output location.")
+    report: ReportConfig = Field(ReportConfig(), description="Reports written after a run.")
     storage: StorageConfig = Field(StorageConfig(), description="S3-compatible storage settings.")
 
     @model_validator(mode="before")

@@ -5,5 +5,14 @@ failed, flagged). One file, inline CSS and script, no network; opens offline.
 
 from wbray.browse._data import SCHEMA, browser_data
 from wbray.browse._page import build_browser, embed_json, render_page, write_browser
+from wbray.browse._run import browse_run
 
-__all__ = ["SCHEMA", "browser_data", "build_browser", "embed_json", "render_page", "write_browser"]
+__all__ = [
+    "SCHEMA",
+    "browse_run",
+    "browser_data",
+    "build_browser",
+    "embed_json",
+    "render_page",
+    "write_browser",
+]

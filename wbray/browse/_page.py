@@ -112,15 +112,17 @@ def write_browser(
     cis: pd.DataFrame | None = None,
     title: str = "WritingBench results",
     compress: bool | None = None,
+    storage: Any = None,
 ) -> str:
     """Write the browser page to ``uri`` (a local path, ``file://`` or ``s3://``) and return it.
 
-    See :func:`build_browser` for the arguments. The write is atomic (``wbray.storage.write_bytes``).
+    See :func:`build_browser` for the arguments; ``storage`` is the
+    :class:`wbray.storage.StorageOptions` that reach ``uri``. The write is atomic.
     """
     from wbray.storage import write_bytes
 
     page = build_browser(
         evaluations, generations, benchmark, flags=flags, cis=cis, title=title, compress=compress
     )
-    write_bytes(uri, page.encode("utf-8"))
+    write_bytes(uri, page.encode("utf-8"), storage)
     return uri

@@ -19,9 +19,11 @@ from wbray.pipelines._plan import (
 
 if TYPE_CHECKING:
     from wbray.pipelines._execute import Execution, ProgressCallback, check_resources, execute
+    from wbray.pipelines._reports import browse_in_cluster
     from wbray.pipelines._session import cluster_address, configure_data, ray_session
 
 _LAZY = {
+    "browse_in_cluster": "wbray.pipelines._reports",
     "Execution": "wbray.pipelines._execute",
     "ProgressCallback": "wbray.pipelines._execute",
     "check_resources": "wbray.pipelines._execute",
@@ -47,6 +49,7 @@ __all__ = [
     "GenerationWork",
     "ProgressCallback",
     "RunPlan",
+    "browse_in_cluster",
     "check_resources",
     "cluster_address",
     "configure_data",
