@@ -133,6 +133,11 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def _request_fault(error: str, code: str) -> Completion:
+    """A failure the request itself causes: ``extra`` names the field, so a server can answer 4xx."""
+    return Completion(text=None, status="failed", error=error, extra={"param": "messages", "code": code})
+
+
 def _chunks(rows: Sequence[_Prepared], size: int) -> list[Sequence[_Prepared]]:
     return [rows[start : start + size] for start in range(0, len(rows), size)]
 
@@ -306,14 +311,17 @@ class TransformersEngine:
                 # The template already holds every special token the model expects (BOS included).
                 ids = list(self._tokenizer(str(text), add_special_tokens=False)["input_ids"])
             except Exception as exc:
-                results[index] = Completion.failed(f"chat template: {type(exc).__name__}: {exc}")
+                results[index] = _request_fault(
+                    f"chat template: {type(exc).__name__}: {exc}", "invalid_prompt"
+                )
                 continue
             if not ids:
-                results[index] = Completion.failed("prompt renders to no tokens")
+                results[index] = _request_fault("prompt renders to no tokens", "invalid_prompt")
                 continue
             if self._context is not None and len(ids) >= self._context:
-                results[index] = Completion.failed(
-                    f"prompt has {len(ids)} tokens, model context is {self._context}"
+                results[index] = _request_fault(
+                    f"prompt has {len(ids)} tokens, model context is {self._context}",
+                    "context_length_exceeded",
                 )
                 continue
             key = None
