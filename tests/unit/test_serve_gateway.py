@@ -100,6 +100,8 @@ class _Response:
 
     def cancel(self) -> None:
         self.cancelled = True
+        if self._task.done() and not self._task.cancelled() and self._task.exception() is not None:
+            raise self._task.exception()  # type: ignore[misc]  # as Serve does for a failed call
         self._task.cancel()
 
 
@@ -142,10 +144,14 @@ class LocalHandle:
 
 
 class FailingHandle:
-    """A handle whose every call raises ``exc`` (or never answers, when ``exc`` is None)."""
+    """A handle whose every call raises ``exc`` (or never answers, when ``exc`` is None).
 
-    def __init__(self, exc: BaseException | None) -> None:
+    With ``at_call``, ``remote()`` itself raises, as Serve does when a queue is already full.
+    """
+
+    def __init__(self, exc: BaseException | None, at_call: bool = False) -> None:
         self.exc = exc
+        self.at_call = at_call
         self.responses: list[Any] = []
 
     def options(self, stream: bool = False) -> FailingHandle:
@@ -165,6 +171,8 @@ class FailingHandle:
 
         class _Method:
             def remote(self, *args: Any) -> Any:
+                if outer.at_call and outer.exc is not None:
+                    raise outer.exc
                 response: Any = _Generator(fail_stream()) if name == "stream" else _Response(fail())
                 outer.responses.append(response)
                 return response
@@ -396,12 +404,13 @@ def _failures() -> list[tuple[str, BaseException | None, int, str]]:
     ]
 
 
+@pytest.mark.parametrize("at_call", [False, True], ids=["awaited", "at-call"])
 @pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
 @pytest.mark.parametrize(("case", "exc", "status", "code"), _failures(), ids=[f[0] for f in _failures()])
 def test_handle_failures_are_told_apart(
-    case: str, exc: BaseException | None, status: int, code: str, stream: bool
+    case: str, exc: BaseException | None, status: int, code: str, stream: bool, at_call: bool
 ) -> None:
-    handle = FailingHandle(exc)
+    handle = FailingHandle(exc, at_call=at_call)
     gateway, _ = _gateway(handle=handle, http={"request_timeout_s": 0.2})
     r = call(gateway, "POST", "/v1/chat/completions", chat(stream=stream))
     assert r.status == status, (case, r.text)

@@ -100,6 +100,14 @@ class DeploymentSettings(_Strict):
         "at once (-1 = unbounded, which turns overload into ever-growing latency).",
     )
 
+    health_check_period_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often Serve checks each replica; a dead replica is replaced after the next "
+        "check (measured: about this long plus 2 s to start a new one), and calls routed to the "
+        "dead one meanwhile fail with 502 replica_unavailable.",
+    )
+
     def serve_options(self) -> dict[str, Any]:
         """Keyword arguments of ``Deployment.options``."""
         return {
@@ -107,6 +115,7 @@ class DeploymentSettings(_Strict):
             "ray_actor_options": self.resources.to_serve(),
             "max_ongoing_requests": self.max_ongoing_requests,
             "max_queued_requests": self.max_queued_requests,
+            "health_check_period_s": self.health_check_period_s,
         }
 
 

@@ -312,6 +312,18 @@ def parse_failure(exc: BaseException | None) -> str:
     return "request body cannot be parsed as JSON"
 
 
+def _cancel(call: Any) -> None:
+    """Cancel a handle call, best effort.
+
+    Serve's ``cancel()`` re-raises the call's own error when it already failed (e.g. the
+    ``BackPressureError`` of a full queue); there is nothing left to cancel then.
+    """
+    try:
+        call.cancel()
+    except Exception as exc:
+        logger.debug("gateway: cancelling a finished call: %s", type(exc).__name__)
+
+
 async def _within(awaitable: Awaitable[Any], deadline: float) -> Any:
     """Await ``awaitable`` until the loop time ``deadline`` (TimeoutError after; it is cancelled)."""
 
@@ -439,14 +451,9 @@ class Gateway:
         deadline = asyncio.get_running_loop().time() + self._http.request_timeout_s
         if body.stream:
             return await self._stream(handle, body, payload, what, deadline)
-        response = handle.complete.remote(payload)
-        try:
-            result = await _within(response, deadline)
-        except BaseException as exc:
-            response.cancel()
-            if not isinstance(exc, Exception):
-                raise
-            return self._failure(exc, what)
+        result = await self._call(lambda: handle.complete.remote(payload), what, deadline)
+        if not isinstance(result, dict):
+            return result  # the error response
         completion = completion_from_dict(result)
         if completion.status != "ok":
             status, error = completion_failure(completion)
@@ -458,17 +465,23 @@ class Gateway:
     ) -> Any:
         from fastapi.responses import JSONResponse, StreamingResponse
 
-        parts = handle.options(stream=True).stream.remote(payload)
+        try:
+            parts = handle.options(stream=True).stream.remote(payload)
+        except Exception as exc:  # Serve refuses a full queue at once, before any response exists
+            return self._failure(exc, what)
         # The first part decides the status line: a refusal or a failure before any text is still
         # an ordinary error response; once text flows, a failure can only end the stream.
         try:
             first = completion_from_dict(await _within(parts.__anext__(), deadline))
         except StopAsyncIteration:
             return self._failure(RuntimeError("the stream ended before any answer"), what)
-        except BaseException as exc:
-            parts.cancel()
-            if not isinstance(exc, Exception):
-                raise
+        except TimeoutError as exc:
+            _cancel(parts)
+            return self._failure(exc, what)
+        except asyncio.CancelledError:
+            _cancel(parts)
+            raise
+        except Exception as exc:
             return self._failure(exc, what)
         if first.status != "ok":
             status, error = completion_failure(first)
@@ -503,7 +516,7 @@ class Gateway:
                     yield event
             finally:
                 # Also when the client goes away: the replica stops generating for nobody.
-                parts.cancel()
+                _cancel(parts)
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -517,14 +530,12 @@ class Gateway:
                 status_code=404,
             )
         deadline = asyncio.get_running_loop().time() + self._http.request_timeout_s
-        response = self._critic.score.remote(body.model_dump(mode="json"))
-        try:
-            result = await _within(response, deadline)
-        except BaseException as exc:
-            response.cancel()
-            if not isinstance(exc, Exception):
-                raise
-            return self._failure(exc, "the critic")
+        critic = self._critic
+        result = await self._call(
+            lambda: critic.score.remote(body.model_dump(mode="json")), "the critic", deadline
+        )
+        if not isinstance(result, dict):
+            return result  # the error response
         error = result.get("error")
         if error is not None:
             return JSONResponse(
@@ -532,6 +543,23 @@ class Gateway:
                 status_code=int(error["status"]),
             )
         return JSONResponse(result)
+
+    async def _call(self, start: Callable[[], Any], what: str, deadline: float) -> Any:
+        """Start a handle call and await its dict result; on failure, the error response instead."""
+        try:
+            response = start()
+        except Exception as exc:  # Serve refuses a full queue at once, before any response exists
+            return self._failure(exc, what)
+        try:
+            return await _within(response, deadline)
+        except TimeoutError as exc:
+            _cancel(response)  # the replica need not finish what nobody waits for
+            return self._failure(exc, what)
+        except asyncio.CancelledError:
+            _cancel(response)  # the client went away
+            raise
+        except Exception as exc:
+            return self._failure(exc, what)
 
     def _failure(self, exc: BaseException, what: str) -> Any:
         from fastapi.responses import JSONResponse
