@@ -221,6 +221,7 @@ async def _call(
     body: bytes = b"",
     content_type: str | None = "application/json",
     chunked: bool = False,
+    leave: bool = False,
 ) -> Reply:
     headers = [] if content_type is None else [(b"content-type", content_type.encode())]
     if not chunked:
@@ -246,6 +247,10 @@ async def _call(
     async def receive() -> dict[str, Any]:
         if pending:
             return pending.pop(0)
+        if leave:  # the client goes away once the response has started
+            while not any(m["type"] == "http.response.start" for m in sent):
+                await asyncio.sleep(0.001)
+            return {"type": "http.disconnect"}
         await done.wait()
         return {"type": "http.disconnect"}
 
@@ -473,6 +478,47 @@ def test_stream_failing_midway_ends_with_an_error_event() -> None:
     assert [c["choices"][0]["delta"].get("content") for c in events[:-1]] == ["a", "b"]
     assert events[-1]["error"]["code"] == "engine_error" and "midway" in events[-1]["error"]["message"]
     assert "[DONE]" not in events
+
+
+class RecordingHandle(LocalHandle):
+    """A LocalHandle that remembers the stream calls it made."""
+
+    calls: list[_Generator] = []  # noqa: RUF012
+
+    def options(self, stream: bool = False) -> LocalHandle:
+        return RecordingHandle(self._target, stream)
+
+    def __getattr__(self, name: str) -> Any:
+        method = super().__getattr__(name)
+
+        class _Recorded:
+            def remote(self, *args: Any) -> Any:
+                call = method.remote(*args)
+                RecordingHandle.calls.append(call)
+                return call
+
+        return _Recorded()
+
+
+def test_a_client_leaving_midstream_cancels_the_replica_call() -> None:
+    class Endless(StreamingEchoEngine):
+        async def stream(
+            self, request: ChatRequest, sampling: SamplingParams
+        ) -> AsyncGenerator[Completion, None]:
+            for i in range(10_000):
+                await asyncio.sleep(0.001)
+                yield Completion(text=f"{i} ")
+
+    config = _config()
+    handle = RecordingHandle(ChatServer(config, engine=Endless()))
+    gateway, _ = _gateway(handle=handle, config=config)
+    RecordingHandle.calls.clear()
+    body = json.dumps(chat(stream=True)).encode()
+    r = asyncio.run(_call(gateway.asgi_app(), "POST", "/v1/chat/completions", body, leave=True))
+    assert r.status == 200
+    (call,) = RecordingHandle.calls
+    assert call.cancelled  # Serve would cancel the replica's generator, and the engine stops
+    assert r.body.count(b"data: ") < 10_000
 
 
 def test_stream_overload_is_refused_before_any_event() -> None:

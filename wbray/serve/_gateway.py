@@ -492,6 +492,7 @@ class Gateway:
 
         async def events() -> AsyncIterator[str]:
             last = first
+            ended = False
             try:
                 while True:
                     for event in encoder.content(last):
@@ -499,6 +500,7 @@ class Gateway:
                     try:
                         part = completion_from_dict(await _within(parts.__anext__(), deadline))
                     except StopAsyncIteration:
+                        ended = True
                         break
                     except Exception as exc:
                         _, error, _ = failure_response(exc, what, timeout)
@@ -515,8 +517,9 @@ class Gateway:
                 for event in encoder.close(last):
                     yield event
             finally:
-                # Also when the client goes away: the replica stops generating for nobody.
-                _cancel(parts)
+                if not ended:
+                    # Failed, timed out, or the client went away: the replica stops generating.
+                    _cancel(parts)
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
