@@ -2,8 +2,9 @@
 
 Two layers. Pure functions translate between OpenAI request/response bodies and wbray's
 :class:`~wbray.engines.ChatRequest` / :class:`~wbray.engines.Completion` (testable without Ray).
-:class:`ChatServer` is the replica: it owns one engine and groups concurrent requests into engine
-batches; the gateway (``_app.py``) and the critic call it through a DeploymentHandle.
+:class:`ChatServer` is the replica: it owns one engine, queues requests itself and groups them
+into engine batches (``_Scheduler``), and streams answers token by token from engines that can;
+the gateway (``_gateway.py``) and the critic call it through a DeploymentHandle.
 
 Nothing here imports Ray: the builder wraps :class:`ChatServer` with ``serve.deployment``.
 """
