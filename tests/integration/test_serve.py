@@ -167,6 +167,24 @@ def test_right_token_is_200(base_url: str) -> None:
     assert [m["id"] for m in r.json()["data"]] == ["smollm2"]
 
 
+def test_served_model_says_what_it_is_over_http_and_through_a_handle(
+    base_url: str, smollm2_dir: Path
+) -> None:
+    from ray import serve
+
+    (entry,) = requests.get(f"{base_url}/v1/models", headers=AUTH, timeout=10).json()["data"]
+    want = {
+        "engine": {"backend": "transformers", "model": str(smollm2_dir), "dtype": "auto"},
+        "sampling": {"temperature": 0.0, "max_tokens": 16},
+    }
+    assert entry["metadata"] == want
+    handle = serve.get_deployment_handle("chat-smollm2", app_name=APP)
+    assert handle.identity.remote().result(timeout_s=30) == want
+    # Stable: asking again (another gateway call, possibly another replica) gives the same.
+    again = requests.get(f"{base_url}/v1/models", headers=AUTH, timeout=10).json()["data"][0]
+    assert again["metadata"] == want
+
+
 # -- OpenAI compatibility ---------------------------------------------------------------------------
 
 
@@ -188,8 +206,10 @@ def test_openai_sdk_chat_streaming_and_models(base_url: str) -> None:
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
-    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert streamed == text  # greedy decoding: the same answer either way
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(pieces) == text  # greedy decoding: the same answer either way
+    # Token by token: a multi-token answer arrives in several pieces, not one.
+    assert len(pieces) >= 3 and done.usage.completion_tokens >= 3, pieces
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
 
@@ -228,6 +248,37 @@ def test_handle_call_from_inside_the_cluster(base_url: str) -> None:
         )
     )
     assert first["choices"][0]["message"]["content"]
+    parts = list(
+        handle.options(stream=True).stream.remote(
+            {"messages": [{"role": "user", "content": "Hi"}], "sampling": {"max_tokens": 6}}
+        )
+    )
+    assert len(parts) >= 3 and all(p["status"] == "ok" for p in parts)
+    assert parts[-1]["finish_reason"] in ("stop", "length") and parts[-1]["completion_tokens"] > 0
+    assert (
+        "".join(p["text"] for p in parts)
+        == handle.complete.remote(
+            {"messages": [{"role": "user", "content": "Hi"}], "sampling": {"max_tokens": 6}}
+        ).result(timeout_s=60)["text"]
+    )
+
+
+def test_prompt_over_the_context_is_the_requests_fault(base_url: str) -> None:
+    from ray import serve
+
+    from wbray.engines import Completion
+    from wbray.serve._gateway import completion_failure
+
+    # 40,000 characters are ~10,000 tokens, over SmolLM2's 8,192 (the HTTP edge of this app refuses
+    # such a body earlier, with 413; a handle caller reaches the engine).
+    handle = serve.get_deployment_handle("chat-smollm2", app_name=APP)
+    out = handle.complete.remote({"messages": [{"role": "user", "content": "x" * 40_000}]}).result(
+        timeout_s=60
+    )
+    assert out["status"] == "failed" and "model context is 8192" in out["error"]
+    status, body = completion_failure(Completion(**out))
+    assert status == 400 and body["error"]["param"] == "messages"
+    assert body["error"]["code"] == "context_length_exceeded"
 
 
 # -- the critic -------------------------------------------------------------------------------------
@@ -362,25 +413,30 @@ def test_engine_failure_is_a_500_with_a_reason(base_url: str) -> None:
     )
     assert r.status_code == 500
     assert "scripted failure" in r.json()["error"]["message"]
+    assert r.json()["error"]["code"] == "engine_error"
 
 
 def test_overload_is_refused_fast(base_url: str) -> None:
     url = f"{base_url}/scripted/v1/chat/completions"
     body = {"model": "tight", "messages": [{"role": "user", "content": "sleep:3"}]}
 
-    def one() -> tuple[int, float]:
+    def one() -> tuple[int, float, tuple[str | None, str | None]]:
         started = time.monotonic()
         r = requests.post(url, json=body, timeout=30)
-        return r.status_code, time.monotonic() - started
+        code = r.json()["error"]["code"] if r.status_code != 200 else None
+        return r.status_code, time.monotonic() - started, (code, r.headers.get("Retry-After"))
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: one(), range(8)))
-    codes = sorted(c for c, _ in results)
-    refused = [t for c, t in results if c in (429, 503)]
+    codes = sorted(c for c, _, _ in results)
+    refused = [(t, body) for c, t, body in results if c == 503]
     # One replica, one request at a time, one queued: most of the 8 are refused, and quickly.
     assert codes.count(200) >= 1 and len(refused) >= 4, codes
-    assert max(refused) < 1.5, results
-    assert set(codes) <= {200, 429, 503}, codes
+    assert max(t for t, _ in refused) < 1.5, results
+    assert set(codes) <= {200, 503}, codes
+    # Overload says so (a dead replica would be 502 replica_unavailable), and when to come back.
+    for _, (code, retry_after) in refused:
+        assert code == "overloaded" and retry_after is not None and int(retry_after) >= 1
 
 
 def test_autoscaling_goes_from_one_to_two_replicas(base_url: str) -> None:

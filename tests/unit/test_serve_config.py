@@ -17,12 +17,12 @@ from wbray.engines import ChatRequest, Completion
 from wbray.errors import ConfigError
 from wbray.prompts import load_judge_template
 from wbray.serve import ServeAppConfig, load_serve_config
-from wbray.serve._app import GuardMiddleware, build_app, read_token_digest, token_digest
+from wbray.serve._app import build_app
 from wbray.serve._chat import (
     ChatCompletionBody,
     ChatServer,
     RequestError,
-    _Batcher,
+    _Scheduler,
     completion_body,
     completion_from_dict,
     completion_to_dict,
@@ -30,6 +30,7 @@ from wbray.serve._chat import (
     stream_events,
 )
 from wbray.serve._critic import HandleEngine, ScoreRefused, ScoreRequest, resolve_rows, result_body
+from wbray.serve._gateway import GuardMiddleware, read_token_digest, token_digest
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = {"name": "m", "engine": {"backend": "transformers"}}
@@ -201,21 +202,125 @@ class RecordingEngine:
         return None
 
 
-def test_batcher_groups_concurrent_requests_by_sampling() -> None:
+def _req(i: int) -> ChatRequest:
+    return ChatRequest([{"role": "user", "content": str(i)}], request_id=str(i))
+
+
+def test_scheduler_groups_concurrent_requests_by_sampling() -> None:
     engine = RecordingEngine()
-    batcher = _Batcher(engine, max_batch=2, wait_s=0.05)
+    scheduler = _Scheduler(engine, max_batch=2, max_concurrent=None, wait_s=0.05)
     greedy, hot = SamplingParams(temperature=0), SamplingParams(temperature=1)
 
     async def run() -> list[Completion]:
-        calls = [
-            batcher.submit(ChatRequest([{"role": "user", "content": str(i)}], request_id=str(i)), s)
-            for i, s in enumerate([greedy, greedy, greedy, hot])
-        ]
+        calls = [scheduler.submit(_req(i), s) for i, s in enumerate([greedy, greedy, greedy, hot])]
         return list(await asyncio.gather(*calls))
 
     out = asyncio.run(run())
     assert [c.text for c in out] == ["echo 0", "echo 1", "echo 2", "echo 3"]
     assert sorted(ids for ids, _ in engine.batches) == [["0", "1"], ["2"], ["3"]]
+
+
+class GatedEngine:
+    """Each generate call waits until the test opens it: the test decides when a call ends."""
+
+    model_id = "gated"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], asyncio.Future[None]]] = []
+
+    async def generate(self, requests: Sequence[ChatRequest], sampling: SamplingParams) -> list[Completion]:
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.calls.append(([r.request_id for r in requests], gate))
+        await gate
+        return [Completion(text=r.request_id) for r in requests]
+
+    async def close(self) -> None:
+        return None
+
+    def finish(self, call: int) -> None:
+        self.calls[call][1].set_result(None)
+
+
+async def _ticks(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_scheduler_refills_a_freed_slot_at_once_and_bounds_engine_calls() -> None:
+    # The P4 finding: waiting requests must start the moment a slot frees, not on a later poll.
+    engine = GatedEngine()
+    # wait_s is huge, so a start that waited for a timer would never happen within the test.
+    scheduler = _Scheduler(engine, max_batch=1, max_concurrent=2, wait_s=3600)
+
+    async def run() -> list[Completion]:
+        tasks = [asyncio.ensure_future(scheduler.submit(_req(i), SamplingParams())) for i in range(5)]
+        await _ticks()
+        assert [ids for ids, _ in engine.calls] == [["0"], ["1"]]  # two engine calls, three wait
+        assert (scheduler.running, scheduler.waiting) == (2, 3)
+        engine.finish(1)
+        await _ticks()
+        assert [ids for ids, _ in engine.calls] == [["0"], ["1"], ["2"]]  # first come, first served
+        for call in (0, 2):
+            engine.finish(call)
+        await _ticks()
+        engine.finish(3)
+        engine.finish(4)
+        return list(await asyncio.gather(*tasks))
+
+    assert [c.text for c in asyncio.run(run())] == ["0", "1", "2", "3", "4"]
+
+
+def test_requests_arriving_while_the_engine_is_busy_form_the_next_batch() -> None:
+    engine = GatedEngine()
+    scheduler = _Scheduler(engine, max_batch=4, max_concurrent=1, wait_s=0)
+
+    async def run() -> None:
+        first = asyncio.ensure_future(scheduler.submit(_req(0), SamplingParams()))
+        await _ticks()
+        rest = [asyncio.ensure_future(scheduler.submit(_req(i), SamplingParams())) for i in range(1, 7)]
+        await _ticks()
+        assert [ids for ids, _ in engine.calls] == [["0"]]
+        engine.finish(0)
+        await _ticks()
+        assert [ids for ids, _ in engine.calls][1] == ["1", "2", "3", "4"]
+        engine.finish(1)
+        await _ticks()
+        assert [ids for ids, _ in engine.calls][2] == ["5", "6"]
+        engine.finish(2)
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(run())
+
+
+def test_callers_that_gave_up_never_reach_the_engine_and_streams_wait_in_line() -> None:
+    engine = GatedEngine()
+    scheduler = _Scheduler(engine, max_batch=1, max_concurrent=1, wait_s=0)
+    order: list[str] = []
+
+    async def stream() -> None:
+        async with scheduler.slot():
+            order.append("stream")
+            assert scheduler.running == 1
+
+    async def run() -> None:
+        busy = asyncio.ensure_future(scheduler.submit(_req(0), SamplingParams()))
+        await _ticks()
+        gone = asyncio.ensure_future(scheduler.submit(_req(1), SamplingParams()))
+        streaming = asyncio.ensure_future(stream())
+        later = asyncio.ensure_future(scheduler.submit(_req(2), SamplingParams()))
+        await _ticks()
+        gone.cancel()
+        await _ticks()
+        assert order == [] and len(engine.calls) == 1
+        engine.finish(0)
+        await _ticks()
+        assert order == ["stream"]  # the stream took its turn, the cancelled request was skipped
+        assert [ids for ids, _ in engine.calls] == [["0"], ["2"]]
+        engine.finish(1)
+        await asyncio.gather(busy, streaming, later)
+        assert scheduler.running == 0 and scheduler.waiting == 0
+
+    asyncio.run(run())
 
 
 def test_engine_exception_fails_the_batch_instead_of_hanging() -> None:

@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +131,11 @@ def cpu_has_native_bf16() -> bool:
         return any(bool(probe()) for probe in probes if probe is not None)
     except RuntimeError:
         return False
+
+
+def _request_fault(error: str, code: str) -> Completion:
+    """A failure the request itself causes: ``extra`` names the field, so a server can answer 4xx."""
+    return Completion(text=None, status="failed", error=error, extra={"param": "messages", "code": code})
 
 
 def _chunks(rows: Sequence[_Prepared], size: int) -> list[Sequence[_Prepared]]:
@@ -306,14 +311,17 @@ class TransformersEngine:
                 # The template already holds every special token the model expects (BOS included).
                 ids = list(self._tokenizer(str(text), add_special_tokens=False)["input_ids"])
             except Exception as exc:
-                results[index] = Completion.failed(f"chat template: {type(exc).__name__}: {exc}")
+                results[index] = _request_fault(
+                    f"chat template: {type(exc).__name__}: {exc}", "invalid_prompt"
+                )
                 continue
             if not ids:
-                results[index] = Completion.failed("prompt renders to no tokens")
+                results[index] = _request_fault("prompt renders to no tokens", "invalid_prompt")
                 continue
             if self._context is not None and len(ids) >= self._context:
-                results[index] = Completion.failed(
-                    f"prompt has {len(ids)} tokens, model context is {self._context}"
+                results[index] = _request_fault(
+                    f"prompt has {len(ids)} tokens, model context is {self._context}",
+                    "context_length_exceeded",
                 )
                 continue
             key = None
@@ -435,6 +443,168 @@ class TransformersEngine:
             completion_tokens=count,
             latency_s=latency,
         )
+
+    async def stream(
+        self, request: ChatRequest, sampling: SamplingParams
+    ) -> AsyncGenerator[Completion, None]:
+        """Generate one request token by token (serving, where time to the first token matters).
+
+        A separate path from :meth:`generate`, which it leaves unchanged: one request per
+        ``model.generate`` call, under the same lock, in a worker thread that hands each new token
+        to a streamer.
+
+        Yields:
+            Completions whose ``text`` is the text added since the previous one (never empty; a
+            token that ends inside a multi-byte character waits for the rest). The last one carries
+            ``finish_reason``, the token counts and the latency (its ``text`` is the rest of the
+            answer, possibly empty), or is a failed completion saying why. The texts joined equal
+            the text :meth:`generate` returns for the same request alone.
+
+        Closing the iterator early stops the generation at the next token.
+
+        Raises:
+            WbrayError: As :meth:`generate` (engine closed, xgrammar missing).
+        """
+        if self._model is None:
+            raise WbrayError("transformers engine: stream() called after close()")
+        results: list[Completion | None] = [None]
+        prepared = await asyncio.to_thread(self._prepare, [request], results)
+        if not prepared:
+            yield results[0] or Completion.failed("internal: request was not processed")
+            return
+        row = prepared[0]
+        compiled: Any = None
+        if row.schema_key is not None:
+            try:
+                compiled = await asyncio.to_thread(self._compiled_grammar, row.schema_key)
+            except WbrayError:
+                raise
+            except Exception as exc:
+                reason = f"json_schema: cannot compile a grammar ({type(exc).__name__}: {exc})"
+                yield Completion.failed(reason)
+                return
+            self._warn_budget(row.schema_key, self._max_new_tokens(sampling))
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue[str | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(text: str | None) -> None:
+            loop.call_soon_threadsafe(deltas.put_nowait, text)
+
+        worker = asyncio.ensure_future(
+            asyncio.to_thread(self._run_stream, row, sampling, compiled, emit, stop)
+        )
+        try:
+            while (text := await deltas.get()) is not None:
+                yield Completion(text=text)
+            yield await worker
+        finally:
+            # The consumer left early (or is done): the worker stops at its next token and ends on
+            # its own; nothing waits for it here, so a cancelled caller is not held up.
+            stop.set()
+
+    def _run_stream(
+        self,
+        row: _Prepared,
+        sampling: SamplingParams,
+        compiled: Any,
+        emit: Callable[[str | None], None],
+        stop: threading.Event,
+    ) -> Completion:
+        """One blocking streamed ``generate`` call; always emits None last and never raises."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
+        eos_ids = self._eos_ids
+        tokenizer = self._tokenizer
+
+        class _Deltas(BaseStreamer):
+            """Turns new token ids into new text; runs in this thread, under the engine lock."""
+
+            def __init__(self) -> None:
+                self.prompt_seen = False
+                self.ended = False
+                self.tokens: list[int] = []
+                self.sent = ""
+
+            def put(self, value: Any) -> None:
+                if not self.prompt_seen:  # generate() hands over the prompt first
+                    self.prompt_seen = True
+                    return
+                for token in value.reshape(-1).tolist():
+                    if self.ended or int(token) in eos_ids:
+                        self.ended = True
+                        return
+                    self.tokens.append(int(token))
+                # Decoding the whole answer each time (not token by token) keeps merged characters
+                # and spacing exactly as the final decode has them; answers are short, so it is cheap.
+                text = str(tokenizer.decode(self.tokens, skip_special_tokens=True))
+                if text.endswith("\ufffd") or not text.startswith(self.sent) or len(text) == len(self.sent):
+                    return
+                emit(text[len(self.sent) :])
+                self.sent = text
+
+            def end(self) -> None:
+                pass
+
+        class _StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                rows = input_ids.shape[0]
+                return torch.full((rows,), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        streamer = _Deltas()
+        try:
+            with self._lock:
+                started = time.perf_counter()
+                try:
+                    model: Any = self._model
+                    if model is None:
+                        raise WbrayError("engine closed")
+                    max_new = self._max_new_tokens(sampling)
+                    if self._context is not None:
+                        max_new = min(max_new, self._context - len(row.input_ids))
+                    input_ids, attention_mask = self._left_pad([row], len(row.input_ids))
+                    kwargs = generation_kwargs(sampling, max_new, self._pad_id)
+                    if compiled is not None:
+                        import xgrammar as xgr
+                        from transformers import LogitsProcessorList
+
+                        kwargs["logits_processor"] = LogitsProcessorList(
+                            [xgr.contrib.hf.LogitsProcessor(compiled)]
+                        )
+                    if sampling.seed is not None:
+                        torch.manual_seed(sampling.seed)
+                    with torch.inference_mode():
+                        output = model.generate(
+                            input_ids=input_ids,
+                            attention_mask=attention_mask,
+                            streamer=streamer,
+                            stopping_criteria=StoppingCriteriaList([_StopWhenAsked()]),
+                            **kwargs,
+                        )
+                    sequences = output if isinstance(output, torch.Tensor) else output.sequences
+                    new_tokens: list[int] = sequences[0, len(row.input_ids) :].tolist()
+                except Exception as exc:
+                    logger.warning("transformers engine: a stream failed: %s: %s", type(exc).__name__, exc)
+                    return Completion.failed(
+                        f"{type(exc).__name__}: {exc}", latency_s=time.perf_counter() - started
+                    )
+                final = self._completion(row, new_tokens, time.perf_counter() - started)
+            text = final.text or ""
+            if not text.startswith(streamer.sent):
+                # Never seen with byte-level BPE; if a tokenizer rewrites earlier text at the end,
+                # the stream cannot take back what it sent, so say so instead of hiding it.
+                logger.warning("transformers engine: streamed text differs from the final decode")
+            return Completion(
+                text=text[len(streamer.sent) :] if text.startswith(streamer.sent) else "",
+                finish_reason=final.finish_reason,
+                prompt_tokens=final.prompt_tokens,
+                completion_tokens=final.completion_tokens,
+                latency_s=final.latency_s,
+            )
+        finally:
+            emit(None)
 
     async def close(self) -> None:
         """Drop the model and free its memory (waits for a running chunk to finish)."""

@@ -2,8 +2,9 @@
 
 Two layers. Pure functions translate between OpenAI request/response bodies and wbray's
 :class:`~wbray.engines.ChatRequest` / :class:`~wbray.engines.Completion` (testable without Ray).
-:class:`ChatServer` is the replica: it owns one engine and groups concurrent requests into engine
-batches; the gateway (``_app.py``) and the critic call it through a DeploymentHandle.
+:class:`ChatServer` is the replica: it owns one engine, queues requests itself and groups them
+into engine batches (``_Scheduler``), and streams answers token by token from engines that can;
+the gateway (``_gateway.py``) and the critic call it through a DeploymentHandle.
 
 Nothing here imports Ray: the builder wraps :class:`ChatServer` with ``serve.deployment``.
 """
@@ -11,13 +12,15 @@ Nothing here imports Ray: the builder wraps :class:`ChatServer` with ``serve.dep
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -219,37 +222,71 @@ def _usage(completion: Completion) -> dict[str, int]:
     }
 
 
-def stream_events(
-    completion: Completion, model: str, request_id: str, created: int, include_usage: bool
-) -> list[str]:
-    """The server-sent events of a streamed answer.
+class ChunkEncoder:
+    """The server-sent events of one streamed answer, in the order OpenAI clients expect.
 
-    The engines are not token-streaming, so the whole text is one content chunk, followed by the
-    finish chunk, an optional usage chunk and ``[DONE]`` — the sequence OpenAI clients expect.
+    Content chunks as the parts arrive (the first also names the role), then one finish chunk, an
+    optional usage chunk and ``[DONE]``; or, when generation fails midway, an ``error`` event (which
+    the ``openai`` SDK raises as an APIError).
+
+    Args:
+        model: The served model name.
+        request_id: The ``chatcmpl-`` id of the answer.
+        created: Unix time of the answer.
+        include_usage: Send the usage chunk (``stream_options.include_usage``).
     """
 
-    def chunk(delta: dict[str, Any], finish: str | None, usage: dict[str, int] | None = None) -> str:
+    def __init__(self, model: str, request_id: str, created: int, include_usage: bool) -> None:
+        self._model = model
+        self._id = request_id
+        self._created = created
+        self._include_usage = include_usage
+        self._started = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None, usage: dict[str, int] | None = None) -> str:
         data: dict[str, Any] = {
-            "id": request_id,
+            "id": self._id,
             "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-            if usage is None
-            else [],
+            "created": self._created,
+            "model": self._model,
+            "choices": []
+            if usage is not None
+            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
         if usage is not None:
             data["usage"] = usage
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    events = [
-        chunk({"role": "assistant", "content": completion.text or ""}, None),
-        chunk({}, completion.finish_reason or "stop"),
-    ]
-    if include_usage:
-        events.append(chunk({}, None, _usage(completion)))
-    events.append("data: [DONE]\n\n")
-    return events
+    def content(self, part: Completion) -> list[str]:
+        """The chunk of one part's new text (none for an empty part after the first)."""
+        if self._started and not part.text:
+            return []
+        delta: dict[str, Any] = {"content": part.text or ""}
+        if not self._started:
+            delta = {"role": "assistant", **delta}
+            self._started = True
+        return [self._chunk(delta, None)]
+
+    def close(self, last: Completion) -> list[str]:
+        """The closing events: the finish chunk (reason of the last part), usage, ``[DONE]``."""
+        events = [self._chunk({}, last.finish_reason or "stop")]
+        if self._include_usage:
+            events.append(self._chunk({}, None, _usage(last)))
+        events.append("data: [DONE]\n\n")
+        return events
+
+    @staticmethod
+    def error(message: str, kind: str, code: str | None = None) -> str:
+        """The event that ends a stream which failed after it started."""
+        return f"data: {json.dumps(error_body(message, kind, code=code), ensure_ascii=False)}\n\n"
+
+
+def stream_events(
+    completion: Completion, model: str, request_id: str, created: int, include_usage: bool
+) -> list[str]:
+    """The server-sent events of an answer that arrives in one piece."""
+    encoder = ChunkEncoder(model, request_id, created, include_usage)
+    return [*encoder.content(completion), *encoder.close(completion)]
 
 
 def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -257,66 +294,157 @@ def error_body(message: str, kind: str, param: str | None = None, code: str | No
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-# -- micro-batching ---------------------------------------------------------------------------------
+# -- scheduling -------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Waiting:
-    request: ChatRequest
-    future: asyncio.Future[Completion]
+    """A request (or a stream's claim on a slot) waiting in a replica's line."""
+
+    #: Requests with equal keys may share a batch; None marks a claim that runs alone (a stream).
+    key: str | None
+    sampling: SamplingParams
+    request: ChatRequest | None
+    #: Resolves to the Completion of a request, or to None when a claim gets its slot.
+    future: asyncio.Future[Any]
+    arrived: float
 
 
-class _Batcher:
-    """Groups concurrent requests with equal sampling into one ``engine.generate`` call.
+class _Scheduler:
+    """Feeds one replica's engine: first come first served, in batches, a bounded number at once.
 
-    Callers arrive one request at a time (HTTP, handle calls), while engines are fastest on
-    batches; a short wait (``wait_s``) lets concurrent requests share a batch. Requests with
-    different sampling cannot share a call, so each sampling setting queues separately.
+    Requests wait here, inside the replica, rather than in the caller's queue: Serve's router
+    retries a full replica with back-off of up to 0.5 s and nothing wakes it when a slot frees,
+    which left a 0.5 s backend idle ~40% of the time (BENCHMARKS P4); here a finished call starts
+    the next one at once.
+
+    The oldest waiting request decides the next batch: it takes every waiting request with the same
+    sampling (up to ``max_batch``), and starts when the batch is full, or once the oldest has
+    waited ``wait_s`` (so on an idle engine concurrent arrivals can join, and on a busy one the
+    batch is whatever queued meanwhile). At most ``max_concurrent`` engine calls run at once
+    (None: no bound here; Serve's ``max_ongoing_requests`` bounds them). Streams claim a slot of
+    their own in the same line.
+
+    Not ``@serve.batch``: it cannot keep requests with different sampling apart (one engine call
+    takes one sampling), it forms a batch before a slot is free, so requests arriving while the
+    engine is busy cannot join it, and it needs Serve to test.
     """
 
-    def __init__(self, engine: Engine, max_batch: int, wait_s: float) -> None:
+    def __init__(self, engine: Engine, max_batch: int, max_concurrent: int | None, wait_s: float) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._max_concurrent = max_concurrent
         self._wait_s = wait_s
-        self._pending: dict[str, tuple[SamplingParams, list[_Waiting]]] = {}
+        self._line: collections.deque[_Waiting] = collections.deque()
+        self._running = 0
+        self._timer: asyncio.TimerHandle | None = None
         # Running batches are referenced here so the event loop does not collect them mid-flight.
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def running(self) -> int:
+        """Engine calls (batches and streams) running now."""
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        """Requests and claims waiting for an engine slot."""
+        return sum(1 for w in self._line if not w.future.done())
+
     async def submit(self, request: ChatRequest, sampling: SamplingParams) -> Completion:
+        """Run one request on the engine (in some batch) and return its completion."""
         loop = asyncio.get_running_loop()
-        key = sampling.model_dump_json()
-        waiting = _Waiting(request, loop.create_future())
-        _, queue = self._pending.setdefault(key, (sampling, []))
-        queue.append(waiting)
-        if len(queue) >= self._max_batch:
-            self._flush(key)
-        elif len(queue) == 1:
-            loop.call_later(self._wait_s, self._flush, key)
-        return await waiting.future
+        waiting = _Waiting(sampling.model_dump_json(), sampling, request, loop.create_future(), loop.time())
+        self._line.append(waiting)
+        self._dispatch()
+        # A caller that gives up cancels its future; the dispatcher then skips it.
+        result: Completion = await waiting.future
+        return result
 
-    def _flush(self, key: str) -> None:
-        entry = self._pending.pop(key, None)
-        if entry is None:
-            return
-        sampling, queue = entry
-        task = asyncio.get_running_loop().create_task(self._run(queue, sampling))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, batch: Sequence[_Waiting], sampling: SamplingParams) -> None:
-        live = [w for w in batch if not w.future.done()]  # callers that gave up are skipped
-        if not live:
-            return
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one engine slot for the body of the ``async with`` (waiting in line for it)."""
+        loop = asyncio.get_running_loop()
+        claim = _Waiting(None, SamplingParams(), None, loop.create_future(), loop.time())
+        self._line.append(claim)
+        self._dispatch()
         try:
-            completions = await self._engine.generate([w.request for w in live], sampling)
-        except Exception as exc:
-            # Engines report per-request failures as data; an exception is a bug or a broken
-            # engine. Fail this batch's requests with the reason instead of leaving callers waiting.
-            logger.exception("engine %s raised on a batch of %d", self._engine.model_id, len(live))
-            completions = [Completion.failed(f"engine error: {type(exc).__name__}: {exc}")] * len(live)
-        for w, c in zip(live, completions, strict=True):
-            if not w.future.done():
-                w.future.set_result(c)
+            await claim.future
+        except asyncio.CancelledError:
+            if claim.future.done() and not claim.future.cancelled():
+                self._release()  # granted just as the caller gave up
+            raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._running -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._line and (self._max_concurrent is None or self._running < self._max_concurrent):
+            head = self._line[0]
+            if head.future.done():
+                self._line.popleft()
+                continue
+            if head.key is None:
+                self._line.popleft()
+                self._running += 1
+                head.future.set_result(None)
+                continue
+            batch = [w for w in self._line if w.key == head.key and not w.future.done()][: self._max_batch]
+            due = head.arrived + self._wait_s
+            if len(batch) < self._max_batch and loop.time() < due:
+                self._wake_at(loop, due)
+                return
+            for w in batch:
+                self._line.remove(w)
+            self._running += 1
+            task = loop.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _wake_at(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    async def _run(self, batch: Sequence[_Waiting]) -> None:
+        try:
+            live = [w for w in batch if not w.future.done()]  # callers that gave up are skipped
+            if not live:
+                return
+            requests = [w.request for w in live if w.request is not None]
+            try:
+                completions = await self._engine.generate(requests, live[0].sampling)
+            except Exception as exc:
+                # Engines report per-request failures as data; an exception is a bug or a broken
+                # engine. Fail this batch's requests with the reason instead of leaving callers waiting.
+                logger.exception("engine %s raised on a batch of %d", self._engine.model_id, len(live))
+                completions = [Completion.failed(f"engine error: {type(exc).__name__}: {exc}")] * len(live)
+            for w, c in zip(live, completions, strict=True):
+                if not w.future.done():
+                    w.future.set_result(c)
+        finally:
+            self._release()
+
+
+@runtime_checkable
+class StreamingEngine(Protocol):
+    """An engine that can also hand out an answer as it is generated (``transformers``)."""
+
+    def stream(self, request: ChatRequest, sampling: SamplingParams) -> AsyncGenerator[Completion, None]:
+        """Completions whose text is the new text; the last carries finish_reason and usage."""
+        ...
 
 
 # -- the replica ------------------------------------------------------------------------------------
@@ -333,9 +461,22 @@ class ChatServer:
     def __init__(self, config: ModelDeploymentConfig, engine: Engine | None = None) -> None:
         self._config = config
         self._engine = engine if engine is not None else create_engine(config.engine)
-        max_batch = int(getattr(config.engine, "batch_size", 8))
-        self._batcher = _Batcher(self._engine, max_batch=max_batch, wait_s=config.batch_wait_timeout_s)
+        self._scheduler = _Scheduler(
+            self._engine,
+            max_batch=config.batch_limit(),
+            max_concurrent=config.max_concurrent_batches,
+            wait_s=config.batch_wait_timeout_s,
+        )
         logger.info("chat deployment %s: engine %s ready", config.name, self._engine.model_id)
+
+    def _parse(self, request: dict[str, Any]) -> tuple[ChatRequest, SamplingParams]:
+        sampling = self._config.sampling.merged(SamplingParams(**request.get("sampling") or {}))
+        chat = ChatRequest(
+            messages=list(request["messages"]),
+            json_schema=request.get("json_schema"),
+            request_id=str(request.get("request_id", "")),
+        )
+        return chat, sampling
 
     async def complete(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one request; the in-cluster API (DeploymentHandle) of this deployment.
@@ -348,17 +489,32 @@ class ChatServer:
             The :class:`~wbray.engines.Completion` as a dict (``status`` "failed" with ``error``
             on failure; this method does not raise for a failed generation).
         """
-        sampling = self._config.sampling.merged(SamplingParams(**request.get("sampling") or {}))
-        chat = ChatRequest(
-            messages=list(request["messages"]),
-            json_schema=request.get("json_schema"),
-            request_id=str(request.get("request_id", "")),
-        )
+        chat, sampling = self._parse(request)
         started = time.monotonic()
-        completion = await self._batcher.submit(chat, sampling)
+        completion = await self._scheduler.submit(chat, sampling)
         if not completion.latency_s:
             completion = dataclasses.replace(completion, latency_s=time.monotonic() - started)
         return completion_to_dict(completion)
+
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Answer one request as it is generated (call with ``handle.options(stream=True)``).
+
+        Args:
+            request: As :meth:`complete`.
+
+        Yields:
+            Completion dicts whose ``text`` is the text added since the previous one; the last
+            has ``finish_reason`` and the token counts, or ``status`` "failed" with ``error``.
+            An engine that cannot stream answers in one piece (a single, last dict).
+        """
+        chat, sampling = self._parse(request)
+        if not isinstance(self._engine, StreamingEngine):
+            yield await self.complete(request)
+            return
+        # aclosing: when the caller goes away mid-answer, the engine hears it and stops.
+        async with self._scheduler.slot(), contextlib.aclosing(self._engine.stream(chat, sampling)) as parts:
+            async for part in parts:
+                yield completion_to_dict(part)
 
     async def chat(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """An OpenAI chat body in, one ``chat.completion`` dict out, as an async generator.
@@ -374,6 +530,13 @@ class ChatServer:
             yield error_body(result.error or "generation failed", "engine_error")
             return
         yield completion_body(result, body.model, payload["request_id"], int(time.time()))
+
+    def identity(self) -> dict[str, Any]:
+        """What this deployment serves (engine identity and default sampling; stable data).
+
+        The same dict as the ``metadata`` of this model in ``GET /v1/models``.
+        """
+        return self._config.identity()
 
     def model_id(self) -> str:
         """The engine's model identifier."""

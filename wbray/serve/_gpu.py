@@ -29,7 +29,7 @@ def llm_config(model: ModelDeploymentConfig) -> dict[str, Any]:
     Returns:
         A dict ``LLMConfig(**d)`` accepts: model id/source, vLLM engine kwargs (the same mapping
         ``wbray run`` uses), accelerator type, and the Serve deployment config (autoscaling,
-        ``max_ongoing_requests``, ``max_queued_requests``).
+        ``max_ongoing_requests``, ``max_queued_requests``, ``health_check_period_s``).
 
     Raises:
         ConfigError: The model does not use the vllm backend.
@@ -47,6 +47,7 @@ def llm_config(model: ModelDeploymentConfig) -> dict[str, Any]:
             "autoscaling_config": settings.autoscaling.to_serve(),
             "max_ongoing_requests": settings.max_ongoing_requests,
             "max_queued_requests": settings.max_queued_requests,
+            "health_check_period_s": settings.health_check_period_s,
         },
     }
     accelerator = engine.accelerator_type or settings.resources.accelerator_type
