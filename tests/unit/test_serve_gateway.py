@@ -300,7 +300,7 @@ def test_models_carry_the_served_identity_and_the_handle_says_the_same() -> None
     gateway, _ = _gateway(config=config)
     (entry,) = call(gateway, "GET", "/v1/models").json()["data"]
     want = {
-        "engine": {"backend": "transformers", "model": "smollm2", "dtype": "auto"},
+        "engine": {"backend": "transformers", "model": "smollm2", "dtype": "auto", "device": "auto"},
         "sampling": {"temperature": 0.0, "max_tokens": 32},
     }
     assert entry["id"] == "m" and entry["metadata"] == want
