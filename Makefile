@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 OUT ?= out
 
-.PHONY: install run test lint typecheck unit
+.PHONY: install run test lint typecheck unit browser
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -e ".[cpu,dev]"
@@ -15,9 +15,15 @@ install:
 run: install
 	wbray run configs/quickstart.yaml
 
+# Debian's Chromium for the browse page's browser tests (they skip, saying why, without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk) \
+		|| echo "chromium not installed: browser tests will be skipped"; }
+
 lint:
-	$(PYTHON) -m ruff check wbray tests bench
-	$(PYTHON) -m ruff format --check wbray tests bench
+	$(PYTHON) -m ruff check wbray tests bench jobs cluster
+	$(PYTHON) -m ruff format --check wbray tests bench jobs cluster
 
 typecheck:
 	$(PYTHON) -m mypy
@@ -25,4 +31,4 @@ typecheck:
 unit:
 	$(PYTHON) -m pytest
 
-test: install lint typecheck unit
+test: install browser lint typecheck unit
