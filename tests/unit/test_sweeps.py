@@ -162,6 +162,10 @@ def test_judges_default_to_the_bases(tmp_path: Path) -> None:
             "cell a--b--j: two cells share this name",
         ),
         ({"candidates": [_candidate("x" * 120)], "judges": [{**JUDGE, "name": "y" * 90}]}, "over 200"),
+        (
+            {"job": {"runtime_env": {"env_vars": {"WBRAY_DATA_DIR": "/d"}}}},
+            "job.runtime_env: env_vars: WBRAY_DATA_DIR cannot be set per job",
+        ),
     ],
 )
 def test_bad_sweeps_fail_with_one_line_naming_file_and_field(
@@ -374,7 +378,7 @@ def _example_sweep(tmp_path: Path, **over: Any) -> Path:
 
 
 def test_jobs_mode_submits_each_cell_once_and_writes_the_leaderboard_with_deltas(tmp_path: Path) -> None:
-    path = _example_sweep(tmp_path)
+    path = _example_sweep(tmp_path, job={"num_cpus": 0.2, "runtime_env": {"env_vars": {"HF_HOME": "/hf"}}})
     out = tmp_path / "sweep"
     jobs = ScriptedJobs()
     outcome = run_sweep(path, out=str(out), jobs=jobs, poll_s=0.001)
@@ -385,8 +389,9 @@ def test_jobs_mode_submits_each_cell_once_and_writes_the_leaderboard_with_deltas
     assert jobs.submitted[2].startswith(f"wbray-{key}-report-") and len(jobs.submitted) == 3
     assert jobs.most_in_flight == 1  # max_concurrent
     request = jobs.jobs[jobs.submitted[0]]["request"]
-    assert request.entrypoint.startswith("python -m wbray.sweeps.cell ") and 0 < request.num_cpus < 1
-    assert request.runtime_env["py_modules"][0].endswith("wbray")
+    assert request.entrypoint.startswith("python -m wbray.sweeps.cell ") and request.num_cpus == 0.2
+    # This wbray travels with the job, next to what the sweep adds to the runtime env.
+    assert request.runtime_env == {"env_vars": {"HF_HOME": "/hf"}, "py_modules": [str(REPO / "wbray")]}
 
     # What a job runs is on storage: the self-contained sweep and each cell's config.
     layout = SweepLayout.at(str(out))
@@ -538,3 +543,43 @@ def test_baseline_deltas_overall_and_per_domain() -> None:
     assert pd.isna(d.loc["m", "Δ Finance & Business"])  # nothing to compare: empty, not 0
     with pytest.raises(WbrayError, match="baseline 'zz' is not on the leaderboard"):
         baseline_deltas(table, "zz")
+
+
+def test_a_stopped_cell_job_records_its_stop_first(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from wbray.sweeps._cell import CellStopped, StateWriter
+    from wbray.sweeps.cell import _StopRecorder
+
+    layout = SweepLayout.at(str(tmp_path))
+    state = start_attempt(None, "c", 1, submission="sid", address=None, config_hash="h")
+    write_state(layout, state)
+    original = signal.getsignal(signal.SIGTERM)
+    try:
+        # Before the run connects to Ray: the recorder is the only handler.
+        stop = _StopRecorder()
+        stop.attach(StateWriter(layout, state.updated(status="running")))
+        with pytest.raises(CellStopped):
+            os.kill(os.getpid(), signal.SIGTERM)
+        recorded = read_state(layout, "c")
+        assert recorded is not None and recorded.status == "failed"
+        assert recorded.reason == "stopped (SIGTERM: ray job stop or wbray sweep cancel)"
+
+        # After ray.init installed its own handler (SystemExit): the next line puts the recorder in
+        # front of it, and Ray's handler still runs.
+        write_state(layout, state)
+        stop = _StopRecorder()
+        stop.attach(StateWriter(layout, state.updated(status="running")))
+
+        def rays(signum: int, _frame: object) -> None:
+            raise SystemExit(signum)
+
+        signal.signal(signal.SIGTERM, rays)
+        stop.say("plan: 2 answers and 10 verdicts to compute")
+        with pytest.raises(SystemExit):
+            os.kill(os.getpid(), signal.SIGTERM)
+        recorded = read_state(layout, "c")
+        assert recorded is not None and recorded.status == "failed" and "SIGTERM" in (recorded.reason or "")
+    finally:
+        signal.signal(signal.SIGTERM, original)

@@ -6,6 +6,7 @@ sweep command's own process (no ``--address``), so both record the same states.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -158,7 +159,22 @@ def run_cell(
         writer.finish("failed", str(exc))
         raise
     except BaseException as exc:
-        writer.finish("failed", f"{type(exc).__name__}: {exc}")
+        writer.finish("failed", _reason(exc))
         raise
     writer.finish("succeeded")
     return writer.state
+
+
+def stop_reason(signum: int) -> str:
+    """The recorded reason of a cell whose process got ``signum``."""
+    return f"stopped ({signal.Signals(signum).name}: ray job stop or wbray sweep cancel)"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a run ended early, in words a user acts on."""
+    # Once connected, Ray's own SIGTERM handler (installed by ray.init) turns a stop into SystemExit.
+    if isinstance(exc, SystemExit) and exc.code in (signal.SIGTERM, signal.SIGINT):
+        return stop_reason(int(exc.code))
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    return f"{type(exc).__name__}: {exc}"

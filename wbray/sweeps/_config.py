@@ -86,6 +86,27 @@ class JobOptions(_Strict):
         "run the same code as the sweep command; false when the cluster's image has that wbray installed. "
         "Its dependencies must be installed on the cluster either way.",
     )
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More of Ray's runtime env for every cell's job, e.g. {pip: [...]} where the image "
+        "lacks wbray's dependencies; merged with the py_modules of ship_wbray. Never credentials: "
+        "jobs take them from the nodes.",
+    )
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _own_variables(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from wbray import env
+
+        # A run hands wbray's variables to its workers through ray.init, and Ray refuses a job
+        # whose runtime env sets the same variable as its driver's ray.init.
+        clash = sorted(set(value.get("env_vars") or {}) & set(env.ALL))
+        if clash:
+            raise ValueError(
+                f"env_vars: {', '.join(clash)} cannot be set per job; set it on the nodes, or use the "
+                "base config (e.g. data.data_dir)"
+            )
+        return value
 
 
 class _SweepFile(_Strict):

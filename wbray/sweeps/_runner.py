@@ -184,12 +184,13 @@ def _storage_args(layout: SweepLayout) -> list[str]:
 
 
 def _runtime_env(sweep: SweepConfig) -> dict[str, Any]:
-    if not sweep.job.ship_wbray:
-        return {}
-    import wbray
+    env = dict(sweep.job.runtime_env)
+    if sweep.job.ship_wbray:
+        import wbray
 
-    # The package directory as a py_module: jobs import this very wbray, whatever the image holds.
-    return {"py_modules": [str(Path(wbray.__file__).parent)]}
+        # The package directory as a py_module: jobs import this very wbray, whatever the image holds.
+        env["py_modules"] = [*env.get("py_modules", []), str(Path(wbray.__file__).parent)]
+    return env
 
 
 class _Follower:
