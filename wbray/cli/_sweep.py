@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -38,12 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console(stderr=True)
-
     def say(line: str) -> None:
-        console.print(line, highlight=False, markup=False)
+        # Plain lines, never wrapped: a sweep's log is read in files and CI output, and grepped.
+        print(line, file=sys.stderr, flush=True)
 
     if args.target in _VERBS:
         if not args.uri:
