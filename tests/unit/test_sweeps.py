@@ -483,6 +483,43 @@ def test_a_killed_sweep_command_is_resumed_without_double_submission(tmp_path: P
     assert [s for s in jobs.submitted if "report" not in s] == [sid_a, sid_b]
 
 
+def test_a_stopped_cell_whose_job_is_still_ending_is_resubmitted_once_it_has_ended(tmp_path: Path) -> None:
+    # A stopped job records "failed" at once, then takes seconds to end: the next attempt waits for
+    # it, since two attempts writing at once could store a row twice.
+    path = _example_sweep(tmp_path)
+    out = tmp_path / "sweep"
+    layout = SweepLayout.at(str(out))
+    key = sweep_key("demo", str(out))
+    a, b = "demo-model-a--j", "demo-model-b--j"
+    jobs = ScriptedJobs({a: ["hang"]})
+    sweep = load_sweep(path)
+    hashes = write_sweep(layout, sweep, expand(sweep), key)
+    sid = submission_id(key, a, 1)
+    write_state(
+        layout, start_attempt(None, a, 1, submission=sid, address=jobs.address, config_hash=hashes[a])
+    )
+    jobs.submit(_request(layout, a, sid))
+    jobs.view(sid)
+    stopping = read_state(layout, a)
+    assert stopping is not None
+    write_state(layout, stopping.updated(status="failed", reason="stopped (SIGTERM: ray job stop)"))
+    original = jobs.view
+
+    def view(job_id: str) -> JobView | None:
+        if job_id == sid and jobs.jobs[sid]["status"] == "RUNNING" and jobs.jobs[sid]["looks"] >= 3:
+            jobs.stop(sid)  # its driver is gone now
+        return original(job_id)
+
+    jobs.view = view  # type: ignore[method-assign]
+    lines: list[str] = []
+    outcome = run_sweep(path, out=str(out), jobs=jobs, say=lines.append, poll_s=0.001)
+    assert outcome.statuses == {a: "succeeded", b: "succeeded"}
+    cells = [s for s in jobs.submitted if "-report-" not in s]
+    assert cells == [sid, submission_id(key, a, 2), submission_id(key, b, 1)]
+    assert f"{a}: waiting for job {sid} to end, then resubmitting" in lines
+    assert any(line.startswith(f"{a}: resubmitting (attempt 1 failed: stopped") for line in lines), lines
+
+
 def _request(layout: SweepLayout, cell: str, sid: str) -> JobRequest:
     return JobRequest(
         submission_id=sid,

@@ -351,6 +351,7 @@ class _Follower:
             self.retry.discard(name)
             if d.action == "submit":
                 self.queue.insert(0, (self.by_name[name], d.attempt))
+                self.say(f"{name}: resubmitting ({d.note})")
                 continue
             if state is not None and state.status == "succeeded":
                 self.say(f"{name}: succeeded")
