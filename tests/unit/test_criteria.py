@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from wbray._rows import SourceRow
 from wbray.config import load_config
@@ -336,3 +337,32 @@ def test_the_task_states_its_row_contract() -> None:
         task.prepare([{k: "x" for k in CRITERIA_INPUT if k != "lang"}])
     prepared = task.prepare(task_rows())
     assert task.prepare(prepared) == prepared  # idempotent: a processor backend prepares every pass
+
+
+def test_the_task_runs_as_vllm_processor_passes() -> None:
+    """The vLLM backend drives a task one ``ray.data.llm`` pass per round (pre/postprocess per row);
+    recorded processor output columns stand in for the engine."""
+    from wbray.engines._vllm import processor_request, processor_result
+
+    task = CriteriaTask(CriteriaConfig(max_reasks=1))
+
+    def run_pass(rows: list[dict[str, Any]], first: bool, texts: list[str]) -> tuple[list[Any], list[Any]]:
+        sent = [processor_request(task, r, first) for r in rows]
+        outputs = [{"generated_text": t, "num_input_tokens": 50, "num_generated_tokens": 9} for t in texts]
+        return sent, [processor_result(task, {**s, **o}) for s, o in zip(sent, outputs, strict=True)]
+
+    sent, rows = run_pass(task_rows()[:2], True, [reply(FIVE), reply(FIVE[:3])])
+    assert all(s["sampling_params"]["structured_outputs"]["json"] == task.schema for s in sent)
+    sent, rows = run_pass(rows, False, ["unused", reply(FIVE)])
+    assert sent[0]["__wbray_skip__"] and not sent[1]["__wbray_skip__"]
+    assert "expected exactly 5 criteria, got 3" in sent[1]["messages"][3]["content"]  # the re-ask says why
+    done = task.finish(rows)
+    assert [(r["status"], r["attempts"]) for r in done] == [("ok", 1), ("ok", 2)]
+
+
+def test_the_readme_config_example_loads() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## SFT data curation", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = load_config(yaml.safe_load(block), None, CurationConfig)
+    assert cfg.criteria.engine is not None and cfg.judge.engine is not None

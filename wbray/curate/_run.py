@@ -206,6 +206,9 @@ def curate(
     cfg = load_curation_config(config, overrides)
     if cfg.judge.engine is None:
         raise ConfigError("judge.engine is not set: curation needs a judge model (see README)")
+    if cfg.judge.cache is not None:
+        # Said, not ignored: a user who set it expects verdicts to be reused.
+        raise ConfigError("judge.cache: wbray curate does not read or fill the judge cache; remove it")
     storage = StorageOptions.of(cfg.storage).with_env_defaults()
     pair_file = load_pairs(input_uri, storage)
     pairs = pair_file.pairs
