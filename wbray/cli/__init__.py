@@ -14,9 +14,21 @@ from wbray import __version__
 from wbray.errors import WbrayError
 
 # Each command group lives in its own module exposing ``register(subparsers)``.
-from . import _aggregate, _agreement, _browse, _config, _data, _inspect, _run, _runs, _serve, _sweep
+from . import (
+    _aggregate,
+    _agreement,
+    _browse,
+    _config,
+    _curation,
+    _data,
+    _inspect,
+    _run,
+    _runs,
+    _serve,
+    _sweep,
+)
 
-_GROUPS = (_data, _inspect, _run, _aggregate, _browse, _agreement, _runs, _serve, _config, _sweep)
+_GROUPS = (_data, _inspect, _run, _aggregate, _browse, _agreement, _curation, _runs, _serve, _config, _sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from wbray.pipelines._execute import Execution, ProgressCallback, check_resources, execute
     from wbray.pipelines._reports import browse_in_cluster
     from wbray.pipelines._session import cluster_address, configure_data, ray_session
+    from wbray.pipelines._tasks import run_task_rows
 
 _LAZY = {
     "browse_in_cluster": "wbray.pipelines._reports",
@@ -31,6 +32,7 @@ _LAZY = {
     "cluster_address": "wbray.pipelines._session",
     "configure_data": "wbray.pipelines._session",
     "ray_session": "wbray.pipelines._session",
+    "run_task_rows": "wbray.pipelines._tasks",
 }
 
 
@@ -58,4 +60,5 @@ __all__ = [
     "judge_pool",
     "plan_run",
     "ray_session",
+    "run_task_rows",
 ]
