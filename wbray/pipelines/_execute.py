@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from wbray.engines import StageSpec, get_backend
 from wbray.errors import ConfigError
@@ -197,7 +198,11 @@ def execute(
         if say is not None:
             say(f"note: {exc} — waiting for the autoscaler")
     started = time.time()
-    progress = ProgressActor.remote()  # type: ignore[attr-defined]
+    # The counts live on the driver's node: a worker node that dies must not take them (and the
+    # finished run's manifest) along. Observed: a 0-CPU ProgressActor placed on a node that was
+    # then killed failed a run whose every row had been stored.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    progress = ProgressActor.options(scheduling_strategy=here).remote()  # type: ignore[attr-defined]
     ds = build_dataset(plan, layout, {q.index: q for q in queries}, progress)
     scored: dict[str, dict[str, int]] = defaultdict(lambda: {"rows": 0, "failed": 0})
     with _Poller(progress, plan.totals, on_progress):
