@@ -204,3 +204,38 @@ def find_secrets(paths: Iterable[Path], secrets: Iterable[str]) -> list[str]:
                 continue  # a socket or a file removed meanwhile
             hits += [f"{f}: {n.decode()}" for n in needles if n in data]
     return hits
+
+
+def _tcp_inodes(local_port: int, remote_port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            ports = (int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16))
+            if ports == (local_port, remote_port):
+                inodes.add(fields[9])
+    return inodes
+
+
+def pid_of_client(client_port: int, server_port: int) -> int:
+    """The process on this machine that holds the client end of a TCP connection (read from
+    ``/proc``): which Ray worker sent the request a scripted server is handling."""
+    wanted = {f"socket:[{inode}]" for inode in _tcp_inodes(client_port, server_port)}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in wanted:
+                    return int(proc.name)
+            except OSError:
+                continue
+    raise LookupError(f"no process holds 127.0.0.1:{client_port} -> :{server_port}")

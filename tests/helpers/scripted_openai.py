@@ -190,6 +190,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
+        owner._local.peer = self.client_address
         with owner._in_flight() as leave:
             action = owner._next_action(self.path, headers, body, raw)
             while isinstance(action, Sleep):
@@ -275,6 +276,7 @@ class ScriptedOpenAIServer:
         else:
             self._queue = list(script)
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._stopping = threading.Event()
         self._requests: list[ReceivedRequest] = []
         self._attempts: dict[str, int] = {}
@@ -351,6 +353,19 @@ class ScriptedOpenAIServer:
         """How many requests arrived."""
         with self._lock:
             return len(self._requests)
+
+    def current_peer(self) -> tuple[str, int]:
+        """``(host, port)`` of the client whose request this thread is handling (call it from a
+        script: it runs on the handler's thread), e.g. to find the process that sent it."""
+        peer: tuple[str, int] = self._local.peer
+        return peer
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        return int(self._httpd.server_address[1])
 
     @property
     def max_in_flight(self) -> int:
