@@ -9,6 +9,7 @@ the test lets it through), which places a fault at a known point instead of a lu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -162,10 +163,46 @@ def wbray_cli(
     )
 
 
-def kill_session(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL a CLI process and its whole session (a crash: no cleanup, no manifest update)."""
+def kill_session(proc: subprocess.Popen[str], ray_tmpdir: Path | None = None) -> None:
+    """SIGKILL a CLI process and its whole session (a crash: no cleanup, no manifest update).
+
+    Ray workers lead process groups of their own and outlive the session by a moment; with
+    ``ray_tmpdir`` (the ``RAY_TMPDIR`` the process ran with) every process whose command line
+    names it goes too, so no worker of the dead driver's cluster keeps a core busy.
+    """
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
+    if ray_tmpdir is None:
+        return
+    for pid in processes_of(ray_tmpdir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def processes_of(ray_tmpdir: Path) -> list[int]:
+    """Processes started with ``RAY_TMPDIR=ray_tmpdir`` (inherited by every process of that
+    cluster) or naming it on their command line."""
+    needles = (str(ray_tmpdir).encode(), f"RAY_TMPDIR={ray_tmpdir}".encode())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needles[0] in cmdline or needles[1] in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def ray_tmpdir() -> Path:
+    """A short, fresh ``RAY_TMPDIR`` for one driver's embedded cluster: its logs can be read
+    whole afterwards (Unix socket paths under pytest's deep tmp_path would be too long)."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="wbr-", dir="/tmp"))
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 300.0, proc: Any = None) -> None:
