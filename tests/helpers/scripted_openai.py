@@ -76,7 +76,16 @@ class CloseConnection:
     """Drop the connection without sending any response."""
 
 
-Action = Reply | Status | Sleep | Malformed | CloseConnection
+@dataclass(frozen=True)
+class CutBody:
+    """Announce a complete chat completion (its full Content-Length), send the first ``keep``
+    bytes, then drop the connection: a reply cut off in transit."""
+
+    text: str
+    keep: int
+
+
+Action = Reply | Status | Sleep | Malformed | CloseConnection | CutBody
 ScriptFn = Callable[[Any, int], Action]
 Script = Sequence[Action] | ScriptFn
 
@@ -111,6 +120,11 @@ def malformed(body: str | bytes) -> Malformed:
 def close_connection() -> CloseConnection:
     """Drop the socket without answering."""
     return CloseConnection()
+
+
+def cut_body(text: str = "ok", keep: int = 40) -> CutBody:
+    """A 200 completion whose body stops after ``keep`` bytes (the connection then drops)."""
+    return CutBody(text=text, keep=keep)
 
 
 # -- recording ------------------------------------------------------------------------------------
@@ -212,6 +226,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, action.body, {"Content-Type": "application/json"})
         elif isinstance(action, Reply):
             self._send(200, _completion_json(action, body), {"Content-Type": "application/json"})
+        elif isinstance(action, CutBody):
+            payload = _completion_json(Reply(action.text), body)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: action.keep])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
         else:  # pragma: no cover - Sleep is unwrapped by the caller
             raise TypeError(f"unknown action {action!r}")
 
