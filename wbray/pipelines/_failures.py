@@ -59,7 +59,8 @@ def describe(exc: BaseException) -> str:
         return _STALLED
     lines = _lines(str(root))
     if isinstance(root, WbrayError):
-        return " ".join(lines) if lines else name
+        # wbray's messages are one line; Ray Data appends its retry advice on lines of its own.
+        return lines[0] if lines else name
     first = lines[0] if lines else "no details"
     why = [line for line in lines[1:] if any(k in line for k in _REASONS)]
     return _short(" ".join([f"{name}: {first}", *why[:2]]))
