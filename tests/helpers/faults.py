@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -197,12 +197,22 @@ def processes_of(ray_tmpdir: Path) -> list[int]:
     return found
 
 
-def ray_tmpdir() -> Path:
-    """A short, fresh ``RAY_TMPDIR`` for one driver's embedded cluster: its logs can be read
-    whole afterwards (Unix socket paths under pytest's deep tmp_path would be too long)."""
+@contextlib.contextmanager
+def ray_tmpdir() -> Iterator[Path]:
+    """A short, fresh ``RAY_TMPDIR`` for drivers' embedded clusters: their logs can be read whole
+    afterwards (Unix socket paths under pytest's deep tmp_path would be too long). On exit, every
+    process still running with it is ended and the directory removed."""
+    import shutil
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix="wbr-", dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix="wbr-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        for pid in processes_of(path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 300.0, proc: Any = None) -> None:
@@ -220,7 +230,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 300.0,
 
 def assert_one_line_error(stderr: str, *needles: str) -> str:
     """The CLI's error is exactly one ``wbray: error:`` line with no traceback; returns it."""
-    assert "Traceback" not in stderr, stderr[-4000:]
+    assert "Traceback" not in stderr, stderr[:6000]
     errors = [line for line in stderr.splitlines() if line.startswith("wbray: error:")]
     assert len(errors) == 1, stderr[-4000:]
     for needle in needles:

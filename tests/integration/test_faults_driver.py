@@ -16,11 +16,7 @@ is exact, not whatever a timer caught. Then:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import shutil
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +32,6 @@ from tests.helpers.faults import (
     find_secrets,
     is_judge,
     kill_session,
-    processes_of,
     ray_tmpdir,
     run_config,
     wait_for,
@@ -86,12 +81,8 @@ def reference(
 
 @pytest.fixture
 def tmpdir_ray() -> Iterator[Path]:
-    path = ray_tmpdir()
-    yield path
-    for pid in processes_of(path):  # nothing of the drivers' clusters may outlive the test
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(path, ignore_errors=True)
+    with ray_tmpdir() as path:
+        yield path
 
 
 @functools.cache
