@@ -165,7 +165,8 @@ def _s3_client(settings: S3Settings, max_attempts: int | None = None) -> Any:
         s3={"addressing_style": settings.addressing_style},
         connect_timeout=5,
         read_timeout=60,
-        retries={"max_attempts": max_attempts or settings.max_attempts, "mode": "standard"},
+        # total_max_attempts counts the first attempt too, as AWS_MAX_ATTEMPTS does.
+        retries={"total_max_attempts": max_attempts or settings.max_attempts, "mode": "standard"},
     )
     return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=cfg)
 
