@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import TEST_AWS_SECRET
+from tests.helpers.faults import find_secrets
 from tests.helpers.on_disk import expected_ids, rows_on_disk
 from tests.helpers.scripted_openai import (
     ScriptedOpenAIServer,
@@ -201,3 +203,9 @@ def test_endpoint_faults_are_retried_or_become_counted_failure_rows(
     assert fails["evaluations_failed"] == FAILED and fails["queries_failed"] == 2
     assert summary.leaderboard is not None
     assert summary.leaderboard.failures.set_index("Model").loc["api-model", "evaluations_failed"] == FAILED
+
+    # No secret in what the run wrote (manifest, reports, parts) or in the driver's runtime env.
+    import ray
+
+    assert not find_secrets([out], (TEST_AWS_SECRET,))
+    assert TEST_AWS_SECRET not in json.dumps(ray.get_runtime_context().runtime_env, default=str)
