@@ -193,7 +193,8 @@ def test_a_pinned_judge_whose_node_dies_stops_in_one_line_and_the_rerun_complete
         srv.base_url,
         indices=INDICES,
         judge_resources="{actors: 1, num_cpus: 0.25, batch_size: 5, resources: {worker_node: 1}}",
-        extra="ray: {no_progress_timeout_s: 20}",
+        # Short, so the failure comes quickly; long enough for a fresh node to start the judge.
+        extra="ray: {no_progress_timeout_s: 30}",
         api_key_env=API_KEY_ENV,
     )
     expected = expected_ids(load_config(cfg))
@@ -223,7 +224,10 @@ def test_a_pinned_judge_whose_node_dies_stops_in_one_line_and_the_rerun_complete
 
     # A replacement node joins (as an autoscaler or KubeRay would add one); the same command resumes.
     cluster.add_node(num_cpus=1, resources={"worker_node": 1})
-    again = wbray_cli(*args, env=_driver_env())
+    # The fresh node starts its workers from nothing while this 2-core box is busy: the short
+    # timeout that made the failure quick could expire before the first batch moves. The timeout
+    # is not part of any row's identity.
+    again = wbray_cli(*args, "-o", "ray.no_progress_timeout_s=180", env=_driver_env())
     stdout, stderr = again.communicate(timeout=600)
     assert again.returncode == 0, stdout[-3000:] + stderr[-3000:]
 
