@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from wbray import __version__
 from wbray.config import WbrayConfig, content_hash, dump_config, load_config
-from wbray.errors import ConfigError
+from wbray.errors import ConfigError, WbrayError
 
 if TYPE_CHECKING:
     from wbray.aggregate import Leaderboard
@@ -233,7 +233,7 @@ def _run(
     if template.source != "official":
         say(f"warning: {NOT_OFFICIAL_PROMPT}")
 
-    from wbray.pipelines import cluster_address, configure_data, execute, ray_session
+    from wbray.pipelines import cluster_address, configure_data, execute, pipeline_error, ray_session
 
     with ray_session(config.ray, address, say=say):
         configure_data(config.ray)
@@ -255,10 +255,20 @@ def _run(
                 say=say,
             )
         except BaseException as exc:
+            # Ray reports a stopped pipeline as a many-line traceback (a task error, an actor that
+            # died with its node, the no-progress timeout): the user and the manifest get one line.
+            error = None if isinstance(exc, KeyboardInterrupt | SystemExit) else pipeline_error(exc)
             manifest.status = "failed"
-            manifest.error = f"{type(exc).__name__}: {exc}"[:2000]
-            _write_manifest(layout, manifest)
-            raise
+            manifest.error = str(error) if error else type(exc).__name__
+            try:
+                _write_manifest(layout, manifest)
+            except WbrayError as lost:
+                # Storage may be what failed (an S3 outage): the manifest then still reads
+                # "running", which never reads as complete; the pipeline's error is the news.
+                say(f"warning: the failed manifest could not be written: {lost}")
+            if error is None:
+                raise
+            raise error from exc
         summary = _finish(config, bench, layout, plan, execution, manifest, started, generate)
         if report:
             _report(config, summary, bench, layout, say)

@@ -117,6 +117,11 @@ class StageResources(_Strict):
     batch_size: int | None = Field(
         None, ge=1, description="Rows per Ray Data batch; default: the engine's batch size."
     )
+    resources: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="Custom Ray resources per actor, e.g. {worker_node: 1} to pin the pool to nodes "
+        "started with `ray start --resources '{\"worker_node\": 1}'`.",
+    )
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> StageResources:

@@ -23,7 +23,13 @@ ALL = {
 }
 
 #: Standard AWS settings wbray honours (credentials come from the AWS chain and are never copied).
-AWS_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+AWS_SETTINGS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_MAX_ATTEMPTS",  # attempts per S3 request (wbray's default: storage.S3_MAX_ATTEMPTS)
+)
 
 
 def get(name: str) -> str | None:

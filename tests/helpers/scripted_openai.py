@@ -76,7 +76,16 @@ class CloseConnection:
     """Drop the connection without sending any response."""
 
 
-Action = Reply | Status | Sleep | Malformed | CloseConnection
+@dataclass(frozen=True)
+class CutBody:
+    """Announce a complete chat completion (its full Content-Length), send the first ``keep``
+    bytes, then drop the connection: a reply cut off in transit."""
+
+    text: str
+    keep: int
+
+
+Action = Reply | Status | Sleep | Malformed | CloseConnection | CutBody
 ScriptFn = Callable[[Any, int], Action]
 Script = Sequence[Action] | ScriptFn
 
@@ -111,6 +120,11 @@ def malformed(body: str | bytes) -> Malformed:
 def close_connection() -> CloseConnection:
     """Drop the socket without answering."""
     return CloseConnection()
+
+
+def cut_body(text: str = "ok", keep: int = 40) -> CutBody:
+    """A 200 completion whose body stops after ``keep`` bytes (the connection then drops)."""
+    return CutBody(text=text, keep=keep)
 
 
 # -- recording ------------------------------------------------------------------------------------
@@ -190,6 +204,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
+        owner._local.peer = self.client_address
         with owner._in_flight() as leave:
             action = owner._next_action(self.path, headers, body, raw)
             while isinstance(action, Sleep):
@@ -211,6 +226,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, action.body, {"Content-Type": "application/json"})
         elif isinstance(action, Reply):
             self._send(200, _completion_json(action, body), {"Content-Type": "application/json"})
+        elif isinstance(action, CutBody):
+            payload = _completion_json(Reply(action.text), body)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: action.keep])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
         else:  # pragma: no cover - Sleep is unwrapped by the caller
             raise TypeError(f"unknown action {action!r}")
 
@@ -275,6 +301,7 @@ class ScriptedOpenAIServer:
         else:
             self._queue = list(script)
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._stopping = threading.Event()
         self._requests: list[ReceivedRequest] = []
         self._attempts: dict[str, int] = {}
@@ -351,6 +378,19 @@ class ScriptedOpenAIServer:
         """How many requests arrived."""
         with self._lock:
             return len(self._requests)
+
+    def current_peer(self) -> tuple[str, int]:
+        """``(host, port)`` of the client whose request this thread is handling (call it from a
+        script: it runs on the handler's thread), e.g. to find the process that sent it."""
+        peer: tuple[str, int] = self._local.peer
+        return peer
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        return int(self._httpd.server_address[1])
 
     @property
     def max_in_flight(self) -> int:

@@ -12,8 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers.on_disk import expected_ids, rows_on_disk
+from wbray.api import load
 from wbray.dataset import load_benchmark
-from wbray.storage import RunLayout, list_files, read_generations, read_manifest, read_scores
+from wbray.storage import RunLayout, list_files, read_manifest, read_scores
 
 pytestmark = pytest.mark.integration
 
@@ -84,17 +86,21 @@ def test_killed_run_resumes_without_recomputing_or_duplicating(
     assert crashed is not None and crashed.status == "running"  # a crashed run never reads as complete
     gens_before = {p: os.path.getmtime(p) for p in list_files(str(out / "generations"), ".parquet")}
     scores_before = read_scores(layout, "strict").to_pandas()
-    assert 0 < len(scores_before) < 15
+    # Counted on disk, every row of every part: a row written twice would show here, not in a reader.
+    on_disk = rows_on_disk(str(out / "scores"))
+    assert not on_disk.duplicates and len(on_disk.ids) == len(scores_before)
+    assert 0 < len(on_disk.ids) < 15
 
     done = _wbray(*args)
     output, _ = done.communicate(timeout=600)
     assert done.returncode == 0, output
     assert "WritingBench leaderboard" in output and "smol" in output
 
-    gens = read_generations(layout).to_pandas()
     scores = read_scores(layout, "strict").to_pandas()
-    assert len(gens) == 3 and gens["row_id"].is_unique
-    assert len(scores) == 15 and scores["row_id"].is_unique
+    expected = expected_ids(load(cfg, data_dir=str(official_dir)))
+    assert len(expected.generations) == 3 and len(expected.scores) == 15
+    rows_on_disk(str(out / "generations")).assert_exact(expected.generations, "generations")
+    rows_on_disk(str(out / "scores")).assert_exact(expected.scores, "verdicts")
     # Work finished before the crash was kept, not redone.
     for part, mtime in gens_before.items():
         assert os.path.getmtime(part) == mtime
@@ -103,8 +109,8 @@ def test_killed_run_resumes_without_recomputing_or_duplicating(
     manifest = read_manifest(layout)
     assert manifest is not None and manifest.status == "complete" and manifest.last is not None
     (score_stage,) = [s for s in manifest.last.stages if s.stage == "score"]
-    assert score_stage.computed == score_stage.planned == 15 - len(scores_before)
-    assert score_stage.skipped == len(scores_before)
+    assert score_stage.computed == score_stage.planned == 15 - len(on_disk.ids)
+    assert score_stage.skipped == len(on_disk.ids)
     assert (out / "reports" / "strict" / "leaderboard.xlsx").is_file()
 
     # Export to upstream's formats; aggregating the export equals aggregating the run.

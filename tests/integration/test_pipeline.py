@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.on_disk import expected_ids, rows_on_disk
+from wbray.api import load
 from wbray.config import load_config
 from wbray.dataset import Benchmark, load_benchmark
 from wbray.storage import RunLayout, list_files, read_generations, read_manifest, read_scores
@@ -80,6 +82,10 @@ def test_run_resume_and_rescore(
         on_progress=lambda c, t: seen.append((dict(c), dict(t))),
     )
     layout = RunLayout.at(str(out))
+    # Counted on disk (every row of every part, before de-duplication) against the stated rows.
+    expected = expected_ids(load(strict, overrides=_select(two, official_dir)))  # type: ignore[arg-type]
+    rows_on_disk(str(out / "generations")).assert_exact(expected.generations, "generations")
+    rows_on_disk(str(out / "scores")).assert_exact(expected.scores, "verdicts")
 
     gens = read_generations(layout).to_pandas()
     assert len(gens) == 2 and set(gens["status"]) == {"ok"}
@@ -112,7 +118,10 @@ def test_run_resume_and_rescore(
     wider = wbray.evaluate(strict, out=str(out), overrides=_select(bench, official_dir))  # type: ignore[arg-type]
     assert wider.computed == {"generate:smol": 1, "score:smol": 5}
     scores = read_scores(layout, "strict").to_pandas()
-    assert len(scores) == 15 and scores["row_id"].is_unique
+    expected = expected_ids(load(strict, overrides=_select(bench, official_dir)))  # type: ignore[arg-type]
+    rows_on_disk(str(out / "generations")).assert_exact(expected.generations, "generations")
+    rows_on_disk(str(out / "scores")).assert_exact(expected.scores, "verdicts")
+    assert len(scores) == 15
 
     # Re-score with an unconstrained judge: generations are reused, failures are rows, not zeros.
     gen_parts = _parts(out, "generations")
@@ -124,6 +133,8 @@ def test_run_resume_and_rescore(
     assert _parts(out, "generations") == gen_parts
     fs = read_scores(layout, "free").to_pandas()
     failed = fs[fs["status"] == "failed"]
+    free_ids = expected_ids(load(free, overrides=_select(bench, official_dir))).scores  # type: ignore[arg-type]
+    rows_on_disk(str(out / "scores" / "judge=free")).assert_exact(free_ids, "verdicts of the second judge")
     assert len(fs) == 15 and len(failed) >= 1
     assert failed["score"].isna().all() and failed["error"].str.startswith("unparseable reply").all()
     assert failed["raw"].notna().all()

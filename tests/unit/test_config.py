@@ -105,3 +105,14 @@ def test_cli_error_is_one_line_and_debug_shows_traceback(
         main(["--debug", "config", "show", str(f)])
     assert main(["config", "show", "-o", "judge.repeats=4"]) == 0
     assert "repeats: 4" in capsys.readouterr().out
+
+
+def test_custom_ray_resources_pin_a_pool_and_count_in_its_demand() -> None:
+    from wbray.config import StageResources
+    from wbray.engines._registry import pool_demand
+
+    res = load_config(None, ["judge.resources={actors: 2, num_cpus: 0.5, resources: {worker_node: 1}}"])
+    pool = res.judge.resources
+    assert pool.resources == {"worker_node": 1.0}
+    assert pool_demand(None, pool) == {"CPU": 1.0, "GPU": 0.0, "worker_node": 2.0}
+    assert pool_demand(None, StageResources()) == {"CPU": 1.0, "GPU": 0.0}

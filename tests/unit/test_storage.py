@@ -163,3 +163,25 @@ def test_token_ledger_and_prices(tmp_path: Path) -> None:
     assert got["judge_cost"] == pytest.approx((500_000 * 2.0 + 10_000 * 10.0) / 1e6)
     unpriced = price_ledger(ledger, {}).set_index("model").loc["m"]
     assert unpriced["judge_cost"] != unpriced["judge_cost"]  # NaN: unknown, not zero
+
+
+def test_s3_retry_budget_travels_with_the_options_and_the_check_fails_fast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wbray.storage import StorageOptions
+    from wbray.storage._fs import S3_CHECK_ATTEMPTS, S3_MAX_ATTEMPTS, _s3_client, _s3_filesystem
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    assert S3Settings.resolve().max_attempts == S3_MAX_ATTEMPTS >= 5  # a restart is a pause
+    # The driver's setting rides in the options, so workers on other nodes retry alike.
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "4")
+    options = StorageOptions().with_env_defaults()
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+    settings = S3Settings.resolve(options)
+    assert options.max_attempts == settings.max_attempts == 4
+    assert _s3_client(settings).meta.config.retries == {"total_max_attempts": 4, "mode": "standard"}
+    assert _s3_client(settings, S3_CHECK_ATTEMPTS).meta.config.retries["total_max_attempts"] == 2
+    assert _s3_filesystem(settings) is not None  # Arrow accepts the same budget
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "many")
+    with pytest.raises(WbrayError, match="AWS_MAX_ATTEMPTS='many'"):
+        S3Settings.resolve()

@@ -57,8 +57,13 @@ Demand = Callable[[Any, Any], Mapping[str, float]]
 
 
 def pool_demand(engine: Any, resources: Any) -> dict[str, float]:
-    """What an actor pool reserves: its minimum actors times their CPUs and GPUs."""
-    return {"CPU": resources.num_cpus * resources.actors, "GPU": resources.num_gpus * resources.actors}
+    """What an actor pool reserves: its minimum actors times their CPUs, GPUs and custom resources."""
+    custom = getattr(resources, "resources", None) or {}
+    return {
+        "CPU": resources.num_cpus * resources.actors,
+        "GPU": resources.num_gpus * resources.actors,
+        **{kind: amount * resources.actors for kind, amount in custom.items()},
+    }
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from wbray.pipelines._failures import pipeline_error
 from wbray.pipelines._plan import (
     CandidatePlan,
     GenerationWork,
@@ -58,6 +59,7 @@ __all__ = [
     "execute",
     "generation_pool",
     "judge_pool",
+    "pipeline_error",
     "plan_run",
     "ray_session",
     "run_task_rows",

@@ -204,11 +204,13 @@ def build_dataset(
 
 
 def _here() -> dict[str, Any]:
-    # The run's bookkeeping actors live on the driver's node: they die with the run, not with a worker.
+    # The run's bookkeeping actors live on the driver's node: they die with the run, not with a
+    # worker. Hard affinity: a soft one was seen placing the progress counter on a node that then
+    # died, failing a run whose every row had been stored.
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = ray.get_runtime_context().get_node_id()
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
 
 
 def execute(

@@ -80,7 +80,21 @@ def configure_data(cfg: RayConfig) -> None:
 
     # Ray Data's per-dataset INFO lines drown the progress display; warnings still show.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Before a failed run stops, Ray Data logs the failing task's whole traceback; the run then
+    # says what stopped it in one line (`wbray --debug` shows the chain), so the log keeps the
+    # message only.
+    logging.getLogger("ray.data._internal.execution.streaming_executor_state").addFilter(_no_traceback)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     # Without this a stage that cannot get resources waits 30 minutes before failing.
     ctx.execution_no_progress_timeout_s = cfg.no_progress_timeout_s
+    # A stage's own error reaches the driver as raised (a WbrayError names what to fix, e.g. an
+    # unreachable S3 endpoint), not as Ray Data's "UDF failed to process a data block.", whose
+    # cause does not survive the trip from the worker.
+    ctx.raise_original_map_exception = True
+
+
+def _no_traceback(record: logging.LogRecord) -> bool:
+    record.exc_info = None
+    record.exc_text = None
+    return True

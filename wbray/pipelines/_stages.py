@@ -185,6 +185,7 @@ def actor_pool_stage(ds: Any, spec: StageSpec) -> Any:
         ),
         num_cpus=res.num_cpus,
         num_gpus=res.num_gpus or None,
+        resources=dict(res.resources) or None,
         batch_size=res.batch_size or spec.engine.batch_size,
         batch_format="pandas",
     )

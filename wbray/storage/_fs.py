@@ -9,11 +9,16 @@ S3 settings travel as an explicit :class:`StorageOptions` object (built from a c
 the library with ``storage.endpoint_url`` in its YAML reaches that endpoint from every worker. A
 setting left unset falls back to the standard environment where the code runs —
 ``AWS_ENDPOINT_URL`` (MinIO, Ceph, moto), ``AWS_REGION``/``AWS_DEFAULT_REGION``,
-``WBRAY_S3_ADDRESSING_STYLE``. Credentials come only from the standard AWS chain (env, profile,
-instance role): never from config, never logged, never copied into options.
+``WBRAY_S3_ADDRESSING_STYLE``, ``AWS_MAX_ATTEMPTS``. Credentials come only from the standard AWS
+chain (env, profile, instance role): never from config, never logged, never copied into options.
 
 Writes are atomic: a local file is written beside its target and renamed into place; an object
 store PUT is atomic by itself. A crashed writer never leaves a half-written file under its name.
+
+Every S3 request is retried with exponential, jittered backoff (botocore's and Arrow's "standard"
+retries: throttling, 5xx, timeouts, refused connections) up to :data:`S3_MAX_ATTEMPTS` attempts,
+so a store that restarts mid-run costs a pause, not the run. A write that still fails raises one
+:class:`WbrayError` line; nothing it meant to write exists under its name.
 """
 
 from __future__ import annotations
@@ -43,11 +48,14 @@ class StorageOptions:
         endpoint_url: S3 endpoint (MinIO, Ceph, moto); None = the environment's, else AWS.
         region: Region; None = the environment's, else us-east-1.
         addressing_style: auto, path or virtual; None = the environment's, else auto.
+        max_attempts: Attempts per S3 request; None = ``$AWS_MAX_ATTEMPTS``, else
+            :data:`S3_MAX_ATTEMPTS`.
     """
 
     endpoint_url: str | None = None
     region: str | None = None
     addressing_style: str | None = None
+    max_attempts: int | None = None
 
     @classmethod
     def of(cls, config: Any) -> StorageOptions:
@@ -72,11 +80,20 @@ class StorageOptions:
             endpoint_url=self.endpoint_url or here.endpoint_url,
             region=self.region or here.region,
             addressing_style=self.addressing_style or here.addressing_style,
+            max_attempts=self.max_attempts or here.max_attempts,
         )
 
 
 #: Nothing set explicitly: every setting comes from the environment where the code runs.
 DEFAULT_STORAGE = StorageOptions()
+#: Attempts per S3 request. botocore's "standard" backoff waits up to 1, 2, 4, 8, 16, then 20 s
+#: (jittered) between attempts, so ten ride out an endpoint that is down for about half a minute
+#: to a minute (a MinIO or moto restart) instead of failing the run on its first refused
+#: connection. ``AWS_MAX_ATTEMPTS`` (the AWS SDKs' own setting) overrides it.
+S3_MAX_ATTEMPTS = 10
+#: Attempts of the check before any work (:func:`check_destination`): a wrong endpoint or bucket
+#: fails in seconds, not after a minute of backoff.
+S3_CHECK_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,7 @@ class S3Settings:
     endpoint_url: str | None
     region: str
     addressing_style: str
+    max_attempts: int = S3_MAX_ATTEMPTS
     #: A hash of the credential variables, so cached clients follow credential changes (never the
     #: credentials themselves).
     auth_id: str = ""
@@ -97,6 +115,7 @@ class S3Settings:
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
             addressing_style=env.get(env.WBRAY_S3_ADDRESSING_STYLE),
+            max_attempts=_attempts_from_environment(),
         )
 
     @classmethod
@@ -120,11 +139,25 @@ class S3Settings:
             for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
         )
         auth_id = hashlib.sha256(creds.encode("utf-8")).hexdigest()[:12]
-        return cls(endpoint, region, style, auth_id)
+        attempts = opts.max_attempts or _attempts_from_environment() or S3_MAX_ATTEMPTS
+        return cls(endpoint, region, style, attempts, auth_id)
+
+
+def _attempts_from_environment() -> int | None:
+    value = os.environ.get("AWS_MAX_ATTEMPTS") or None
+    if value is None:
+        return None
+    try:
+        attempts = int(value)
+    except ValueError:
+        attempts = 0
+    if attempts < 1:
+        raise WbrayError(f"AWS_MAX_ATTEMPTS={value!r}: use a whole number of attempts, 1 or more")
+    return attempts
 
 
 @functools.lru_cache(maxsize=8)
-def _s3_client(settings: S3Settings) -> Any:
+def _s3_client(settings: S3Settings, max_attempts: int | None = None) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -132,7 +165,8 @@ def _s3_client(settings: S3Settings) -> Any:
         s3={"addressing_style": settings.addressing_style},
         connect_timeout=5,
         read_timeout=60,
-        retries={"max_attempts": 3, "mode": "standard"},
+        # total_max_attempts counts the first attempt too, as AWS_MAX_ATTEMPTS does.
+        retries={"total_max_attempts": max_attempts or settings.max_attempts, "mode": "standard"},
     )
     return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=cfg)
 
@@ -141,7 +175,13 @@ def _s3_client(settings: S3Settings) -> Any:
 def _s3_filesystem(settings: S3Settings) -> pafs.FileSystem:
     import pyarrow.fs as pafs
 
-    kwargs: dict[str, Any] = {"region": settings.region, "connect_timeout": 5, "request_timeout": 60}
+    kwargs: dict[str, Any] = {
+        "region": settings.region,
+        "connect_timeout": 5,
+        "request_timeout": 60,
+        # The same retry budget as boto3's: Parquet reads and writes outlast a restart too.
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=settings.max_attempts),
+    }
     if settings.endpoint_url:
         scheme, _, host = settings.endpoint_url.partition("://")
         kwargs["endpoint_override"] = host.rstrip("/") if host else scheme
@@ -184,8 +224,8 @@ def _s3_error(uri: str, exc: Exception, storage: StorageOptions | None = None) -
     return WbrayError(f"{uri}: S3 request failed ({type(exc).__name__}: {exc})")
 
 
-def _client(storage: StorageOptions | None) -> Any:
-    return _s3_client(S3Settings.resolve(storage))
+def _client(storage: StorageOptions | None, max_attempts: int | None = None) -> Any:
+    return _s3_client(S3Settings.resolve(storage), max_attempts)
 
 
 def _s3_call(uri: str, storage: StorageOptions | None, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -244,7 +284,7 @@ def check_destination(uri: str, storage: StorageOptions | None = None) -> None:
     norm = normalize_uri(uri)
     if is_s3(norm):
         bucket, _ = split_s3(norm)
-        _s3_call(norm, storage, _client(storage).head_bucket, Bucket=bucket)
+        _s3_call(norm, storage, _client(storage, S3_CHECK_ATTEMPTS).head_bucket, Bucket=bucket)
         return
     try:
         Path(norm).mkdir(parents=True, exist_ok=True)
