@@ -312,3 +312,11 @@ def test_parity_with_upstream_arithmetic_on_real_benchmark(official_dir: Path, t
             assert got.loc[model, col] == pytest.approx(value, rel=1e-12, abs=1e-12), (model, col)
     d2_cols = [c for c in got.columns if c.startswith("Domain2_")]
     assert len(d2_cols) == 100
+
+
+def test_public_names_all_resolve() -> None:
+    import wbray.aggregate as agg
+
+    assert sorted(agg._WHERE) == sorted(agg.__all__)
+    for name in agg.__all__:
+        assert getattr(agg, name) is not None

@@ -100,7 +100,9 @@ BAD = {
 def test_malformed_file_names_file_line_and_field(case: str, tmp_path: Path) -> None:
     content, line, field, message = BAD[case]
     path = _file(tmp_path, content + "\n")
-    assert _scorefile._fast(path.read_bytes(), KEYS) is None  # the fast path hands it over
+    # The fast path hands it over (a decode it refuses, or a benchmark check that fails).
+    fast = _scorefile._fast(path.read_bytes(), _scorefile._Vocabulary(KEYS.names))
+    assert fast is None or _scorefile._checked(fast, KEYS) is None
     where = f"{path}:{line}: {field}: " if field else f"{path}:{line}: "
     shown = _defects(path)
     assert any(d.startswith(where) and message in d for d in shown), shown
@@ -188,3 +190,26 @@ def test_fast_and_strict_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyP
                 assert np.array_equal(getattr(fast, field), getattr(strict, field)), (i, field)
             assert [str(n) for n in fast.notes] == [str(n) for n in strict.notes]
             assert strict.reason is not None and len(strict.reason) == len(strict.score)
+
+
+def test_prefetch_in_worker_processes_reads_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files decoded in forked workers give the same table, notes and defects as reading them here."""
+    rng = random.Random(9)
+    paths = [_file(tmp_path, _random_file(rng), f"m{i}.jsonl") for i in range(6)]
+    bad = _file(tmp_path, GOOD + '\n{"index": 99, "scores": {"a": [{"score": 7}]}}\n', "bad.jsonl")
+    monkeypatch.setattr(_scorefile, "PREFETCH_MIN_BYTES", 0)
+    with _scorefile.Prefetch(paths, workers=2) as prefetch:
+        assert prefetch.active
+        fetched = load_scores(paths, QUERIES, prefetch=prefetch)
+    plain = load_scores(paths, QUERIES)
+    assert fetched.evaluations.equals(plain.evaluations)
+    assert [str(n) for n in fetched.notes] == [str(n) for n in plain.notes] and plain.notes
+    with _scorefile.Prefetch([*paths, bad], workers=2) as prefetch, pytest.raises(DataError) as info:
+        load_scores([*paths, bad], QUERIES, prefetch=prefetch)
+    assert [str(d) for d in info.value.defects] == [
+        f"{bad}:2: index: 99 is not a query of the benchmark; were these scores made on another version?"
+    ]
+    # Not worth forking for a few bytes: the caller reads the files itself.
+    monkeypatch.setattr(_scorefile, "PREFETCH_MIN_BYTES", 1 << 30)
+    with _scorefile.Prefetch(paths, workers=2) as prefetch:
+        assert not prefetch.active and prefetch.take(KEYS) == {}

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from wbray.aggregate._keys import BenchKeys, IntArray
+from wbray.aggregate._keys import BenchKeys, IntArray, Ints
 from wbray.errors import WbrayError
 from wbray.records import DOMAIN1_ORDER, EVAL_COLUMNS, LANGS, REQUIREMENTS, Query, RequirementSubset
 
@@ -46,6 +46,7 @@ from wbray.records import DOMAIN1_ORDER, EVAL_COLUMNS, LANGS, REQUIREMENTS, Quer
 LEADERBOARD_SCALE = 10
 
 FloatArray = npt.NDArray[np.float64]
+Int32Array = npt.NDArray[np.int32]
 BoolArray = npt.NDArray[np.bool_]
 
 #: Status of a (model, query) in the per-query table.
@@ -122,21 +123,26 @@ def _check_columns(evaluations: pd.DataFrame) -> None:
 
 
 def _status_ok(status: pd.Series) -> BoolArray:
-    codes, uniques = pd.factorize(status)
-    names = [str(u) for u in uniques]
+    codes, names = _factorize(status)
     bad = sorted(set(names) - {"ok", "failed"})
     if bad or (codes < 0).any():
         raise WbrayError(f"evaluations table: unknown status values {bad or ['<missing>']}")
-    return np.isin(codes, [i for i, n in enumerate(names) if n == "ok"])
+    ok = names.index("ok") if "ok" in names else -2
+    return np.equal(codes, ok)
 
 
-def _seq_sum(groups: IntArray, weights: FloatArray, n: int) -> FloatArray:
+def _seq_sum(groups: Ints, weights: FloatArray, n: int) -> FloatArray:
     """Per-group sums, each group's values added left to right in array order (upstream's order)."""
     return np.bincount(groups, weights=weights, minlength=n).astype(np.float64, copy=False)
 
 
-def _count(groups: IntArray, n: int) -> IntArray:
+def _count(groups: Ints, n: int) -> IntArray:
     return np.bincount(groups, minlength=n).astype(np.int64, copy=False)
+
+
+def _key(major: Ints, n_minor: int, minor: Ints) -> IntArray:
+    """One 64-bit id per (major, minor) pair: ``major * n_minor + minor``."""
+    return major.astype(np.int64) * n_minor + minor
 
 
 def _mean(total: FloatArray, n: IntArray) -> FloatArray:
@@ -156,20 +162,36 @@ def _codes(values: Sequence[str | None]) -> tuple[IntArray, list[str]]:
 class _Rows:
     """The evaluations table as integer arrays (one entry per row)."""
 
-    model: IntArray
-    position: IntArray
-    pair: IntArray
+    model: Int32Array
+    position: Int32Array
+    pair: Int32Array
     score: FloatArray
     ok: BoolArray
-    occurrence: IntArray  # source line, or -1 when the row has none (runs)
+    occurrence: Int32Array  # source line, or -1 when the row has none (runs)
+
+
+def _factorize(column: pd.Series) -> tuple[Int32Array, list[str]]:
+    """Codes (-1 for missing) and names in first-appearance order. A categorical column (what the
+    score-file reader builds) is recoded from its small codes instead of being hashed again."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        used = pd.unique(codes[codes >= 0])  # first-appearance order
+        lut = np.full(len(column.cat.categories) + 1, -1, dtype=np.int32)  # last slot: code -1
+        lut[used] = np.arange(len(used), dtype=np.int32)
+        categories = column.cat.categories
+        return lut[codes], [str(categories[c]) for c in used]
+    codes64, uniques = pd.factorize(column)
+    return codes64.astype(np.int32), [str(u) for u in uniques]
 
 
 def _rows(evaluations: pd.DataFrame, keys: BenchKeys) -> tuple[_Rows, list[str]]:
-    model_codes, model_names = pd.factorize(evaluations["model"])
-    if (model_codes < 0).any():
+    # Every array here is 32-bit: a million rows of each are held through the whole aggregation
+    # (peak memory); keys combining two ids are 64-bit (_key).
+    model, models = _factorize(evaluations["model"])
+    if (model < 0).any():
         raise WbrayError("evaluations table: a row has no model")
-    index = pd.to_numeric(evaluations["index"], errors="raise").to_numpy(dtype=np.int64)
-    position = keys.position(index)
+    index = pd.to_numeric(evaluations["index"], errors="raise").to_numpy()
+    position = keys.position(index).astype(np.int32)
     if (position < 0).any():
         unknown = sorted(set(index[position < 0].tolist()))
         shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
@@ -177,23 +199,24 @@ def _rows(evaluations: pd.DataFrame, keys: BenchKeys) -> tuple[_Rows, list[str]]
             f"{len(unknown)} scored query indices are not in the benchmark ({shown}); "
             "is --data-dir the benchmark version these scores were made on?"
         )
-    crit_codes, crit_names = pd.factorize(evaluations["criterion"])
-    name_code = keys.name_codes([str(n) for n in crit_names])
-    pair = keys.pair(position, np.where(crit_codes >= 0, name_code[crit_codes], -1))
+    crit_codes, crit_names = _factorize(evaluations["criterion"])
+    name_code = np.append(keys.name_codes(crit_names), -1).astype(np.int32)  # last slot: code -1
+    pair = keys.pair(position, name_code[crit_codes]).astype(np.int32)
     if (pair < 0).any():
         bad_rows = np.flatnonzero(pair < 0)
-        distinct = np.unique(position[bad_rows] * max(len(crit_names), 1) + crit_codes[bad_rows])
+        distinct = np.unique(_key(position[bad_rows], max(len(crit_names), 1), crit_codes[bad_rows]))
         first = int(bad_rows[0])
         raise WbrayError(
             f"{len(distinct)} scored criteria are not in their query's checklist, e.g. "
-            f"{str(crit_names[crit_codes[first]])!r} for query {int(index[first])}; were these scores "
+            f"{crit_names[crit_codes[first]]!r} for query {int(index[first])}; were these scores "
             "made on another benchmark version?"
         )
+    del index, crit_codes
     score = pd.to_numeric(evaluations["score"], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     ok = _status_ok(evaluations["status"])
     if np.isnan(score[ok]).any():
         raise WbrayError("evaluations table: a row with status 'ok' has no score")
-    occurrence = np.full(len(index), -1, dtype=np.int64)
+    occurrence = np.full(len(score), -1, dtype=np.int32)
     if "line" in evaluations.columns:
         line = evaluations["line"]
         values = (
@@ -202,8 +225,7 @@ def _rows(evaluations: pd.DataFrame, keys: BenchKeys) -> tuple[_Rows, list[str]]
             else line.to_numpy(np.float64, na_value=0)
         )
         np.copyto(occurrence, values, where=values > 0, casting="unsafe")
-    rows = _Rows(model_codes.astype(np.int64, copy=False), position, pair, score, ok, occurrence)
-    return rows, [str(m) for m in model_names]
+    return _Rows(model, position, pair, score, ok, occurrence), models
 
 
 def _selection(
@@ -260,7 +282,7 @@ def aggregate(
         if everything_ok
         else (rows.model[ok], rows.position[ok], rows.pair[ok], rows.score[ok], rows.occurrence[ok])
     )
-    mq = m * n_q + q
+    mq = _key(m, n_q, q)
     # Which line of a repeated index is current (the last), and where the query sits (its first line).
     last = np.full(n_m * n_q, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last, mq, occ)
@@ -278,7 +300,7 @@ def aggregate(
     q_n = _count(mq_cur, n_m * n_q)
     scored = q_n > 0
     q_mean = _mean(q_sum, q_n)
-    mp = m_cur * n_p + p_cur
+    mp = _key(m_cur, n_p, p_cur)
     c_mean = _mean(_seq_sum(mp, s_cur, n_m * n_p), _count(mp, n_m * n_p))
     del mp, mq_cur, p_cur, s_cur, m_cur
 
@@ -323,7 +345,7 @@ def aggregate(
     lang_mean = _group_means(sm, meta.lang[sq], sv, n_m, len(LANGS))
     languages = pd.DataFrame({"Model": models, **{lang: lang_mean[:, j] for j, lang in enumerate(LANGS)}})
 
-    mq_all = mq if everything_ok else rows.model * n_q + rows.position
+    mq_all = mq if everything_ok else _key(rows.model, n_q, rows.position)
     del m, q, p, s, occ, mq
     failures, per_query, coverage = _bookkeeping(
         rows, mq_all, models, keys, meta, sel_mask, scored, q_mean, q_n
@@ -439,10 +461,10 @@ def _bookkeeping(
     n_ok = n_all - _count(rows.model[failed], n_m)
     seen = _count(mq_all, n_m * n_q) > 0
     # A criterion failed when none of its rows is ok: only criteria with a failed row can be.
-    mp_failed = rows.model[failed] * n_p + rows.pair[failed]
+    mp_failed = _key(rows.model[failed], n_p, rows.pair[failed])
     crit_bad = _count(mp_failed, n_m * n_p) > 0
     if crit_bad.any():
-        mp_ok = rows.model[ok] * n_p + rows.pair[ok]
+        mp_ok = _key(rows.model[ok], n_p, rows.pair[ok])
         crit_bad &= ~(_count(mp_ok, n_m * n_p) > 0)
     crit_failed = _count(np.flatnonzero(crit_bad) // n_p, n_m)
     q_failed = seen & ~scored

@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 
 from wbray._jsonl import read_jsonl
-from wbray.aggregate._inputs import _failures_of, classify_inputs, load_scores
+from wbray.aggregate._inputs import FAILURES_DIR, SCORES_DIR, classify_inputs
+from wbray.aggregate._load import _failures_of, load_scores
 from wbray.aggregate._scorefile import read_score_file
 from wbray.errors import DataError, Defect
 from wbray.records import EVAL_COLUMNS
 
-SCORES_DIR = "scores"
 RESPONSES_DIR = "responses"
-FAILURES_DIR = "failures"
 
 
 class RepeatedIndexWarning(UserWarning):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,8 @@ import numpy.typing as npt
 from wbray.records import Query
 
 IntArray = npt.NDArray[np.int64]
+#: Any integer array (32-bit ones come from the score-file reader).
+Ints = npt.NDArray[np.integer[Any]]
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,12 @@ class BenchKeys:
     def n_pairs(self) -> int:
         return len(self.pair_query)
 
-    def position(self, index: IntArray) -> IntArray:
+    def position(self, index: Ints) -> IntArray:
         """Query position of each index; -1 where the benchmark has no such query."""
-        out = np.full(len(index), -1, dtype=np.int64)
         inside = (index >= 0) & (index < len(self._lut))
+        if inside.all():
+            return self._lut[index]
+        out = np.full(len(index), -1, dtype=np.int64)
         out[inside] = self._lut[index[inside]]
         return out
 
@@ -88,17 +93,14 @@ class BenchKeys:
         # map() over dict.get runs in C: no Python frame per name.
         return np.fromiter(map(self.code.get, names, repeat(-1)), dtype=np.int64, count=len(names))
 
-    def pair(self, position: IntArray, name_code: IntArray) -> IntArray:
+    def pair(self, position: Ints, name_code: Ints) -> IntArray:
         """Criterion-pair id of each (query position, name code); -1 where that query has no such
         criterion (or the position or code is already -1)."""
-        out = np.full(len(position), -1, dtype=np.int64)
         if not len(self._pair_key):
-            return out
-        valid = (position >= 0) & (name_code >= 0)
-        key = position[valid] * max(len(self.names), 1) + name_code[valid]
+            return np.full(len(position), -1, dtype=np.int64)
+        key = position.astype(np.int64) * max(len(self.names), 1) + name_code
         at = np.searchsorted(self._pair_key, key)
-        at_clipped = np.minimum(at, len(self._pair_key) - 1)
-        found = self._pair_key[at_clipped] == key
-        ids = np.where(found, self._pair_id[at_clipped], -1)
-        out[valid] = ids
-        return out
+        np.minimum(at, len(self._pair_key) - 1, out=at)
+        ids = self._pair_id[at]
+        ids[(self._pair_key[at] != key) | (position < 0) | (name_code < 0)] = -1
+        return ids

@@ -19,13 +19,21 @@ keeps only the last line of each index.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import multiprocessing
+import os
+import sys
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, pairwise, repeat
 from operator import attrgetter
 from pathlib import Path
+from types import TracebackType
 from typing import Annotated, Any
 
 import msgspec
@@ -97,6 +105,7 @@ def read_score_file(
     keys: BenchKeys | None = None,
     dedupe: bool = False,
     reasons: bool = False,
+    decoded: _Parsed | None = None,
 ) -> tuple[ScoreColumns, list[Defect]]:
     """Read one upstream score file.
 
@@ -107,27 +116,34 @@ def read_score_file(
             criterion codes are ``keys.names`` codes.
         dedupe: Keep only the last line of a repeated index (upstream reads every line).
         reasons: Also return the reason texts (the strict path; aggregation does not need them).
+        decoded: The file as a :class:`Prefetch` already decoded it (codes are ``keys`` codes).
 
     Returns:
         The columns and the defects found (columns are empty when there are defects).
     """
     path = Path(path)
     model = model or path.name.removesuffix(".jsonl")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return _empty(path, model, keys), [
-            Defect(str(path), 0, "", f"cannot read file ({exc.strerror or exc})")
-        ]
-    parsed = None if reasons else _fast(data, keys)
-    defects: list[Defect] = []
+    vocab = _Vocabulary(keys.names if keys is not None else ())
+    parsed = decoded
+    if parsed is not None and keys is not None:
+        parsed = _checked(parsed, keys)
     if parsed is None:
-        parsed, defects = _strict(data, str(path), keys, reasons)
-        if defects:
-            return _empty(path, model, keys), defects
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return _empty(path, model, keys), [
+                Defect(str(path), 0, "", f"cannot read file ({exc.strerror or exc})")
+            ]
+        parsed = None if reasons else _fast(data, vocab)
+        if parsed is not None and keys is not None:
+            parsed = _checked(parsed, keys)
+        if parsed is None:
+            parsed, defects = _strict(data, str(path), keys, vocab, reasons)
+            if defects:
+                return _empty(path, model, keys), defects
     if not len(parsed.line_index):
         return _empty(path, model, keys), []
-    return _columns(str(path), model, parsed, keys, dedupe), []
+    return _columns(str(path), model, parsed, keys.names if keys is not None else vocab.names, dedupe), []
 
 
 @dataclass
@@ -135,11 +151,29 @@ class _Parsed:
     """A file as nested columns: per line, per criterion entry, per evaluation."""
 
     line_index: IntArray  # per line: the query index
-    crit_line: IntArray  # per criterion entry: its 1-based line
-    crit_names: list[str]  # per criterion entry
-    crit_repeats: IntArray  # per criterion entry: number of evaluations
+    crit_line: npt.NDArray[np.integer[Any]]  # per criterion entry: its 1-based line
+    crit_code: npt.NDArray[np.integer[Any]]  # per criterion entry: name code in the reader's vocabulary
+    crit_repeats: npt.NDArray[np.integer[Any]]  # per criterion entry: number of evaluations
     score: FloatArray  # per evaluation
     reason: list[str] | None = None  # per evaluation, strict path only
+
+
+class _Vocabulary:
+    """Criterion name -> code, growing as names are met (seeded with the benchmark's, when known)."""
+
+    def __init__(self, names: Sequence[str] = ()) -> None:
+        self._code = {n: i for i, n in enumerate(names)}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._code)
+
+    def codes(self, names: list[str]) -> IntArray:
+        # map() over dict.get runs in C; only names never met before take the Python loop.
+        out = np.fromiter(map(self._code.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        for i in np.flatnonzero(out < 0).tolist():
+            out[i] = self._code.setdefault(names[i], len(self._code))
+        return out
 
 
 def _n_lines(data: bytes) -> int:
@@ -148,8 +182,9 @@ def _n_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
-def _fast(data: bytes, keys: BenchKeys | None) -> _Parsed | None:
-    """The fast path; None as soon as anything is not plainly valid (the strict path then decides)."""
+def _fast(data: bytes, vocab: _Vocabulary) -> _Parsed | None:
+    """The fast path; None as soon as anything is not plainly valid (the strict path then decides).
+    Indices and criteria are not checked against a benchmark here (see :func:`_checked`)."""
     if not data.isascii():
         try:
             # Upstream opens the file as UTF-8; msgspec does not look inside the strings it skips.
@@ -167,9 +202,9 @@ def _fast(data: bytes, keys: BenchKeys | None) -> _Parsed | None:
         line_index = np.fromiter(map(_INDEX, lines), dtype=np.int64, count=n)
         maps = list(map(_SCORES, lines))
         per_line = np.fromiter(map(len, maps), dtype=np.int64, count=n)
-        crit_names = list(chain.from_iterable(maps))
+        crit_code = vocab.codes(list(chain.from_iterable(maps)))
         lists = list(chain.from_iterable(map(dict.values, maps)))
-        crit_repeats = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        crit_repeats = np.fromiter(map(len, lists), dtype=np.int32, count=len(lists))
         score = np.fromiter(
             map(_SCORE, chain.from_iterable(lists)), dtype=np.float64, count=int(crit_repeats.sum())
         )
@@ -177,14 +212,20 @@ def _fast(data: bytes, keys: BenchKeys | None) -> _Parsed | None:
         return None
     if not _scores_valid(score):
         return None
-    crit_line = np.repeat(np.arange(1, n + 1, dtype=np.int64), per_line)
-    if keys is not None:
-        position = keys.position(line_index)
-        if (position < 0).any():
-            return None
-        if (keys.pair(position[crit_line - 1], keys.name_codes(crit_names)) < 0).any():
-            return None
-    return _Parsed(line_index, crit_line, crit_names, crit_repeats, score)
+    crit_line = np.repeat(np.arange(1, n + 1, dtype=np.int32), per_line)
+    # 32-bit: these travel back from worker processes and are held until the table is built.
+    return _Parsed(line_index, crit_line, crit_code.astype(np.int32), crit_repeats, score)
+
+
+def _checked(parsed: _Parsed, keys: BenchKeys) -> _Parsed | None:
+    """``parsed`` when every index is a benchmark query and every criterion is in its query's
+    checklist (codes must be ``keys`` codes); None otherwise (the strict path names the lines)."""
+    position = keys.position(parsed.line_index)
+    if (position < 0).any():
+        return None
+    if (keys.pair(position[parsed.crit_line - 1], parsed.crit_code) < 0).any():
+        return None
+    return parsed
 
 
 def _scores_valid(score: FloatArray) -> bool:
@@ -199,7 +240,9 @@ def _valid_score(value: Any) -> float | None:
     return float(value) if 1 <= value <= 10 else None
 
 
-def _strict(data: bytes, path: str, keys: BenchKeys | None, reasons: bool) -> tuple[_Parsed, list[Defect]]:
+def _strict(
+    data: bytes, path: str, keys: BenchKeys | None, vocab: _Vocabulary, reasons: bool
+) -> tuple[_Parsed, list[Defect]]:
     """Line by line, every defect with file:line:field."""
     rows, defects = parse_jsonl(data, path)
     line_index: list[int] = []
@@ -250,8 +293,8 @@ def _strict(data: bytes, path: str, keys: BenchKeys | None, reasons: bool) -> tu
                 continue
             values: list[float] = []
             texts: list[str] = []
-            for repeat, ev in enumerate(evaluations):
-                where = f"scores.{name}[{repeat}]"
+            for k, ev in enumerate(evaluations):
+                where = f"scores.{name}[{k}]"
                 if not isinstance(ev, dict):
                     bad(where, "must be an object with score and reason")
                     continue
@@ -279,7 +322,7 @@ def _strict(data: bytes, path: str, keys: BenchKeys | None, reasons: bool) -> tu
     parsed = _Parsed(
         np.array(line_index, dtype=np.int64),
         np.array(crit_line, dtype=np.int64),
-        crit_names,
+        vocab.codes(crit_names),
         np.array(crit_repeats, dtype=np.int64),
         np.array(score, dtype=np.float64),
         reason if reasons else None,
@@ -305,17 +348,9 @@ def _empty(path: Path, model: str, keys: BenchKeys | None) -> ScoreColumns:
     )
 
 
-def _columns(path: str, model: str, parsed: _Parsed, keys: BenchKeys | None, dedupe: bool) -> ScoreColumns:
+def _columns(path: str, model: str, parsed: _Parsed, names: Sequence[str], dedupe: bool) -> ScoreColumns:
     """Expand the nested columns to one entry per evaluation; note (or drop) repeated indices."""
-    if keys is not None:
-        names: Sequence[str] = keys.names
-        codes = keys.name_codes(parsed.crit_names)
-    else:
-        vocab = {n: i for i, n in enumerate(dict.fromkeys(parsed.crit_names))}
-        names = list(vocab)
-        codes = np.fromiter(
-            map(vocab.__getitem__, parsed.crit_names), dtype=np.int64, count=len(parsed.crit_names)
-        )
+    codes = parsed.crit_code
     entry = np.repeat(np.arange(len(parsed.crit_repeats), dtype=np.int32), parsed.crit_repeats)
     starts = (np.cumsum(parsed.crit_repeats) - parsed.crit_repeats).astype(np.int32)
     repeat = np.arange(len(entry), dtype=np.int32) - starts[entry]
@@ -371,3 +406,100 @@ def _repeated_indices(
     last = np.append(sorted_index[1:] != sorted_index[:-1], True)
     keep[order[last]] = True
     return notes, keep
+
+
+# --- decoding in worker processes ---------------------------------------------------------------
+
+#: Below this many bytes of score files, forking workers costs more than it saves.
+PREFETCH_MIN_BYTES = 8 << 20
+
+
+def _decode_chunk(paths: list[str]) -> tuple[list[str], list[_Parsed | None]]:
+    """Worker: the fast path over some files (None for a file it refuses or cannot read), with the
+    names its codes refer to."""
+    was_enabled = gc.isenabled()
+    gc.disable()  # see _load._gc_paused
+    try:
+        vocab = _Vocabulary()
+        out: list[_Parsed | None] = []
+        for p in paths:
+            try:
+                data = Path(p).read_bytes()
+            except OSError:
+                out.append(None)  # read again, and reported, by the caller
+                continue
+            out.append(_fast(data, vocab))
+        return vocab.names, out
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class Prefetch:
+    """Score files decoded (fast path only) in worker processes, started before the caller imports
+    pandas and loads the benchmark, which take about as long as decoding 200 files does: on two
+    cores the two overlap (BENCHMARKS P3). Checks against the benchmark, defects and everything
+    the fast path refuses stay with the caller (:func:`read_score_file` with ``decoded=``).
+
+    Workers are forked, so this only starts on Linux, in a process with no other Python thread, and
+    when there is enough to read (``PREFETCH_MIN_BYTES``); otherwise :meth:`take` returns nothing and
+    the caller reads the files itself. Use as a context manager, so workers never outlive it.
+    """
+
+    def __init__(self, paths: Sequence[Path], workers: int | None = None) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        self._futures: list[tuple[list[Path], Future[tuple[list[str], list[_Parsed | None]]]]] = []
+        n = min(workers or os.cpu_count() or 1, len(paths))
+        if not self._worthwhile(paths, n):
+            return
+        self._executor = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
+        # Contiguous chunks: files of one model set share criterion names, so each worker's
+        # vocabulary is built once.
+        bounds = np.linspace(0, len(paths), n + 1).astype(int).tolist()
+        for lo, hi in pairwise(bounds):
+            chunk = list(paths[lo:hi])
+            self._futures.append((chunk, self._executor.submit(_decode_chunk, [str(p) for p in chunk])))
+
+    @staticmethod
+    def _worthwhile(paths: Sequence[Path], n: int) -> bool:
+        if n < 2 or sys.platform != "linux" or threading.active_count() > 1:
+            return False
+        try:
+            return sum(p.stat().st_size for p in paths) >= PREFETCH_MIN_BYTES
+        except OSError:
+            return False  # the caller reports it
+
+    @property
+    def active(self) -> bool:
+        return self._executor is not None
+
+    def take(self, keys: BenchKeys) -> dict[Path, _Parsed]:
+        """The decoded files, codes turned into ``keys`` codes (unknown names -> -1); files a worker
+        refused are left out, and so is everything when a worker failed."""
+        out: dict[Path, _Parsed] = {}
+        try:
+            for chunk, future in self._futures:
+                names, parsed = future.result()
+                lut = keys.name_codes(names)
+                for path, p in zip(chunk, parsed, strict=True):
+                    if p is not None:
+                        p.crit_code = lut[p.crit_code] if len(p.crit_code) else p.crit_code
+                        out[path] = p
+        except (BrokenProcessPool, OSError):
+            return {}  # a worker died (e.g. out of memory): the caller reads every file itself
+        finally:
+            self.close()
+        return out
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
