@@ -300,9 +300,16 @@ def aggregate(
     q_n = _count(mq_cur, n_m * n_q)
     scored = q_n > 0
     q_mean = _mean(q_sum, q_n)
-    mp = _key(m_cur, n_p, p_cur)
-    c_mean = _mean(_seq_sum(mp, s_cur, n_m * n_p), _count(mp, n_m * n_p))
-    del mp, mq_cur, p_cur, s_cur, m_cur
+    # Criterion means are only needed for the C criteria of the requirement subsets.
+    req_keys = {req: _requirement_keys(requirements.get(req), keys) for req in REQUIREMENTS}
+    c_all = np.unique(np.concatenate([c for _, c in req_keys.values()]))
+    c_slot = np.full(n_p, -1, dtype=np.int64)
+    c_slot[c_all] = np.arange(len(c_all))
+    in_c = c_slot[p_cur] >= 0
+    mc = _key(m_cur[in_c], len(c_all), c_slot[p_cur[in_c]])
+    c_mean_2d = _mean(_seq_sum(mc, s_cur[in_c], n_m * len(c_all)), _count(mc, n_m * len(c_all)))
+    c_mean_2d = c_mean_2d.reshape(n_m, len(c_all))
+    del mc, in_c, mq_cur, p_cur, s_cur, m_cur
 
     # Count = lines read: the scored queries, plus every earlier line of a repeated index.
     count = _count(np.flatnonzero(scored) // n_q, n_m)
@@ -327,13 +334,12 @@ def aggregate(
 
     no_data: set[tuple[str, str]] = set()
     q_mean_2d, scored_2d = q_mean.reshape(n_m, n_q), scored.reshape(n_m, n_q)
-    c_mean_2d = c_mean.reshape(n_m, n_p)
     for req in REQUIREMENTS:
-        subset = requirements.get(req)
-        r_pos, c_pairs = _requirement_keys(subset, keys)
+        r_pos, c_pairs = req_keys[req]
+        c_cols = c_slot[c_pairs]
         for col, values, have in (
             (f"{req}_R", q_mean_2d[:, r_pos], scored_2d[:, r_pos]),
-            (f"{req}_C", c_mean_2d[:, c_pairs], ~np.isnan(c_mean_2d[:, c_pairs])),
+            (f"{req}_C", c_mean_2d[:, c_cols], ~np.isnan(c_mean_2d[:, c_cols])),
         ):
             # nonzero() walks row by row: each model's values in requirement-file order.
             rm, rc = np.nonzero(have)
@@ -461,12 +467,11 @@ def _bookkeeping(
     n_ok = n_all - _count(rows.model[failed], n_m)
     seen = _count(mq_all, n_m * n_q) > 0
     # A criterion failed when none of its rows is ok: only criteria with a failed row can be.
-    mp_failed = _key(rows.model[failed], n_p, rows.pair[failed])
-    crit_bad = _count(mp_failed, n_m * n_p) > 0
-    if crit_bad.any():
-        mp_ok = _key(rows.model[ok], n_p, rows.pair[ok])
-        crit_bad &= ~(_count(mp_ok, n_m * n_p) > 0)
-    crit_failed = _count(np.flatnonzero(crit_bad) // n_p, n_m)
+    crit_failed = np.zeros(n_m, dtype=np.int64)
+    if failed.any():
+        crit_bad = _count(_key(rows.model[failed], n_p, rows.pair[failed]), n_m * n_p) > 0
+        crit_bad &= ~(_count(_key(rows.model[ok], n_p, rows.pair[ok]), n_m * n_p) > 0)
+        crit_failed = _count(np.flatnonzero(crit_bad) // n_p, n_m)
     q_failed = seen & ~scored
     sel_flat = sel_mask.ravel()
     failures = pd.DataFrame(
@@ -492,7 +497,7 @@ def _bookkeeping(
     )
     listed = np.flatnonzero(seen | sel_flat)
     pm, pq = listed // n_q, listed % n_q
-    failed_n = _count(mq_all[failed], n_m * n_q)[listed]
+    failed_n = _count(mq_all[failed], n_m * n_q)[listed] if failed.any() else np.zeros(len(listed), np.int64)
     status = np.where(scored[listed], 0, np.where(seen[listed], 1, 2))
     per_query = pd.DataFrame(
         {
