@@ -110,6 +110,7 @@ def test_run_to_s3_equals_local_and_aggregates_back(
     reports = list_files("s3://wbray-results/reports/r1", "")
     assert {r.rsplit("/", 1)[-1] for r in reports} == {
         "leaderboard.xlsx",
+        "leaderboard.per_query.parquet",
         "leaderboard.md",
         "leaderboard.csv",
         "leaderboard.html",

@@ -114,8 +114,12 @@ def test_failures_excluded_and_counted_never_zero(evaluations: pd.DataFrame) -> 
     assert b[f"Domain1_{FB}"] == pytest.approx(7)  # only query 3, and only its successful criterion
     assert b["style_R"] == pytest.approx(((4 + 5 + 6) / 3 + 7) / 2)
     assert b["style_C"] == pytest.approx(5)  # 3/y failed: excluded, not zero
-    assert math.isnan(b["format_R"]) and math.isnan(b["format_C"])  # nothing to average: empty, not 0
-    assert math.isnan(b["length_R"]) and math.isnan(b["length_C"])
+    # Nothing to average: upstream's sheet holds 0 there (calculate_requirement_scores:
+    # `sum(score_R) / len(score_R) if len(score_R) else 0`), every other view shows it empty.
+    for col in ("format_R", "format_C", "length_R", "length_C"):
+        assert b[col] == 0 and ("B", col) in board.no_data
+        assert math.isnan(board.scaled().set_index("Model").loc["B", col])
+    assert not {c for m, c in board.no_data if m == "A"}
     fails = board.failures.set_index("Model")
     assert fails.loc["B"].to_dict() == {
         "evaluations_ok": 4,
@@ -127,6 +131,12 @@ def test_failures_excluded_and_counted_never_zero(evaluations: pd.DataFrame) -> 
     assert fails.loc["A", "evaluations_failed"] == 0
     per_q = board.per_query.set_index(["model", "index"])
     assert per_q.loc[("B", 4), "n_failed"] == 2 and math.isnan(per_q.loc[("B", 4), "score"])
+    assert per_q.loc[("B", 4), "status"] == "failed" and per_q.loc[("B", 2), "status"] == "missing"
+    assert per_q.loc[("B", 1), "status"] == "scored" and len(board.per_query) == 8  # 2 models x 4 queries
+    cover = board.coverage.set_index("Model")
+    assert cover.loc["B", ["queries_selected", "queries_scored"]].tolist() == [4, 2]
+    assert cover.loc["B", "coverage"] == 0.5 and not cover.loc["B", "complete"] and cover.loc["A", "complete"]
+    assert board.incomplete == ["B"] and board.coverage_text("B") == "2/4 (50.0%)"
 
 
 def test_official_columns_and_subdomain_order(evaluations: pd.DataFrame) -> None:
@@ -186,7 +196,7 @@ def test_bad_score_file_names_file_line_and_field(tmp_path: Path) -> None:
         "{not json\n"
         '{"index": 2, "scores": {"a": [{"score": 11, "reason": "too high"}]}}\n'
         '{"index": 3, "scores": {"a": [{"score": "7", "reason": "string"}]}}\n'
-        '{"index": 1, "scores": {}}\n',
+        '{"index": 4, "scores": {}}\n',
         encoding="utf-8",
     )
     with pytest.raises(DataError) as info:
@@ -195,7 +205,9 @@ def test_bad_score_file_names_file_line_and_field(tmp_path: Path) -> None:
     assert f"{f}:2: malformed JSON" in text
     assert f"{f}:3: scores.a[0].score: must be an integer 1-10, got 11" in text
     assert f"{f}:4: scores.a[0].score: must be an integer 1-10, got '7'" in text
-    assert f"{f}:5: index: duplicate index 1 (first on line 1)" in text
+    # Upstream divides by the number of evaluations of a line: an empty one cannot be read.
+    assert f"{f}:5: scores: must be a non-empty object" in text
+    assert len(info.value.defects) == 4
 
 
 def test_duplicate_model_names_rejected(tmp_path: Path) -> None:
@@ -221,7 +233,8 @@ def test_outputs(evaluations: pd.DataFrame, tmp_path: Path) -> None:
     md = to_markdown(board)
     a_overall = 10 * board.official.set_index("Model").loc["A", "Overall"]
     assert f"| A | {a_overall:.2f} |" in md
-    assert "| B | " in md and "## Failures" in md
+    assert "| B (incomplete) | " in md and "## Coverage and failures" in md
+    assert "Incomplete: B 2/4 (50.0%)" in md
 
 
 # --- parity with upstream's algorithm on the real benchmark -------------------------------------
@@ -299,3 +312,11 @@ def test_parity_with_upstream_arithmetic_on_real_benchmark(official_dir: Path, t
             assert got.loc[model, col] == pytest.approx(value, rel=1e-12, abs=1e-12), (model, col)
     d2_cols = [c for c in got.columns if c.startswith("Domain2_")]
     assert len(d2_cols) == 100
+
+
+def test_public_names_all_resolve() -> None:
+    import wbray.aggregate as agg
+
+    assert sorted(agg._WHERE) == sorted(agg.__all__)
+    for name in agg.__all__:
+        assert getattr(agg, name) is not None

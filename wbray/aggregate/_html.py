@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from wbray.aggregate._compute import LEADERBOARD_SCALE, Leaderboard
-from wbray.aggregate._report import summary_rows
+from wbray.aggregate._report import coverage_note, coverage_table, summary_rows
 from wbray.records import DOMAIN1_ORDER
 
 _PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC")
@@ -22,6 +22,7 @@ th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}
 th:first-child,td:first-child{text-align:left}
 th{background:#f3f3f3}
 .note{color:#666;font-size:.9rem}
+.incomplete{color:#a33;font-weight:600}
 svg text{font-family:inherit}
 """
 
@@ -31,6 +32,10 @@ def _num(value: Any) -> float | None:
         return None
     v = float(value)
     return None if math.isnan(v) else v
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -112,6 +117,7 @@ def to_html(
 ) -> str:
     """The whole report as one HTML string (inline CSS and SVG; opens offline)."""
     header, rows = summary_rows(board)
+    cover = coverage_table(board)
     d2 = [c for c in board.official.columns if c.startswith("Domain2_")]
     sub_rows = [
         [
@@ -125,15 +131,19 @@ def to_html(
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='note'>Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Scores are judge scores 1-10 "
-        f"x{LEADERBOARD_SCALE}. Failed evaluations are excluded from every mean and counted, never scored 0.</p>",
+        f"x{LEADERBOARD_SCALE}. Failed evaluations are excluded from every mean and counted, never scored 0; "
+        "Coverage is queries scored / queries selected.</p>",
         "<h2>Overall</h2>",
         _overall_bars(board),
         "<h2>By domain</h2>",
         _domain_bars(board),
         "<h2>Leaderboard</h2>",
         _table(header, rows),
+        *([f"<p class='incomplete'>{html.escape(note)}</p>"] if (note := coverage_note(board)) else []),
         "<h2>Subdomains</h2>",
         _table(["Subdomain", *board.models], sub_rows),
+        "<h2>Coverage</h2>",
+        _table(list(cover.columns), [[_cell(v) for v in r] for r in cover.values.tolist()]),
         "<h2>Failures</h2>",
         _table(list(board.failures.columns), board.failures.values.tolist()),
     ]

@@ -12,23 +12,27 @@ them back, so that nothing is dropped on a round trip.
 from __future__ import annotations
 
 import json
-import math
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from wbray._jsonl import read_jsonl
-from wbray.errors import DataError, Defect, WbrayError
+from wbray.aggregate._inputs import FAILURES_DIR, SCORES_DIR, classify_inputs
+from wbray.aggregate._load import _failures_of, load_scores
+from wbray.aggregate._scorefile import read_score_file
+from wbray.errors import DataError, Defect
 from wbray.records import EVAL_COLUMNS
 
-#: What aggregation needs from a run's score rows (reasons and errors stay on disk).
-AGGREGATE_COLUMNS = ("model", "index", "criterion", "repeat", "score", "status")
-SCORES_DIR = "scores"
 RESPONSES_DIR = "responses"
-FAILURES_DIR = "failures"
+
+
+class RepeatedIndexWarning(UserWarning):
+    """An upstream score file holds an index on more than one line (read as upstream reads it)."""
 
 
 def _jsonl_objects(path: Path, defects: list[Defect]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -61,156 +65,65 @@ def _unique_index(
     return index
 
 
-def _valid_score(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
-        return None
-    return float(value) if 1 <= value <= 10 else None
+def read_upstream_scores(path: str | Path, model: str | None = None, *, dedupe: bool = False) -> pd.DataFrame:
+    """Read one upstream score file into an evaluations table (status "ok" rows, with reasons).
 
-
-def read_upstream_scores(path: str | Path, model: str | None = None) -> pd.DataFrame:
-    """Read one upstream score file into an evaluations table (status "ok" rows).
-
-    Also reads the failure sidecar wbray writes next to an exported ``scores/`` directory.
+    Also reads the failure sidecar wbray writes next to an exported ``scores/`` directory. An index
+    repeated on several lines is read as upstream reads it (every line; ``dedupe`` keeps the last)
+    and reported with a :class:`RepeatedIndexWarning` per repeating line. The table has a ``line``
+    column (the source line; 0 for sidecar rows).
 
     Raises:
         DataError: every malformed line or entry, with file:line and field.
     """
     path = Path(path)
     model = model or path.name.removesuffix(".jsonl")
-    defects: list[Defect] = []
-    rows: list[dict[str, Any]] = []
-    seen: dict[int, int] = {}
-    for lineno, obj in _jsonl_objects(path, defects):
-        index = _unique_index(obj, path, lineno, seen, defects)
-        if index is None:
-            continue
-        scores = obj.get("scores")
-        if not isinstance(scores, dict):
-            defects.append(Defect(str(path), lineno, "scores", "must be an object of criterion -> list"))
-            continue
-        for name, evaluations in scores.items():
-            if not isinstance(evaluations, list) or not evaluations:
-                defects.append(Defect(str(path), lineno, f"scores.{name}", "must be a non-empty list"))
-                continue
-            for repeat, ev in enumerate(evaluations):
-                where = f"scores.{name}[{repeat}]"
-                if not isinstance(ev, dict):
-                    defects.append(
-                        Defect(str(path), lineno, where, "must be an object with score and reason")
-                    )
-                    continue
-                score = _valid_score(ev.get("score"))
-                if score is None:
-                    defects.append(
-                        Defect(
-                            str(path),
-                            lineno,
-                            f"{where}.score",
-                            f"must be an integer 1-10, got {ev.get('score')!r}",
-                        )
-                    )
-                    continue
-                reason = ev.get("reason", "")
-                rows.append(
-                    {
-                        "model": model,
-                        "index": index,
-                        "criterion": name,
-                        "repeat": repeat,
-                        "score": score,
-                        "reason": reason
-                        if isinstance(reason, str)
-                        else json.dumps(reason, ensure_ascii=False),
-                        "status": "ok",
-                        "error": None,
-                    }
-                )
-    if path.parent.name == SCORES_DIR:  # an export directory: its failures sit in the sidecar
-        rows += _read_failures(path.parent.parent / FAILURES_DIR / f"{model}.scores.jsonl", model, defects)
+    cols, defects = read_score_file(path, model, dedupe=dedupe, reasons=True)
+    sidecar = _failures_of(path, model, None, defects)
     if defects:
         raise DataError(defects)
-    return pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
+    for note in cols.notes:
+        warnings.warn(str(note), RepeatedIndexWarning, stacklevel=2)
+    names = np.array(list(cols.names), dtype=object)
+    table = pd.DataFrame(
+        {
+            "model": model,
+            "index": cols.index,
+            "criterion": names[cols.criterion] if len(cols) else np.array([], dtype=object),
+            "repeat": cols.repeat,
+            "score": cols.score,
+            "reason": cols.reason or [],
+            "status": "ok",
+            "error": None,
+            "line": cols.line,
+        },
+        columns=[*EVAL_COLUMNS, "line"],
+    )
+    if sidecar is not None and len(sidecar):
+        table = pd.concat([table, sidecar[table.columns]], ignore_index=True)
+    return table
 
 
-def _read_failures(path: Path, model: str, defects: list[Defect]) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for lineno, obj in _jsonl_objects(path, defects):
-        missing = [k for k in ("index", "criterion", "error") if k not in obj]
-        if missing:
-            defects.append(Defect(str(path), lineno, missing[0], "missing key"))
-            continue
-        rows.append(
-            {
-                "model": model,
-                "index": obj["index"],
-                "criterion": obj["criterion"],
-                "repeat": obj.get("repeat", 0),
-                "score": None,
-                "reason": obj.get("raw"),
-                "status": "failed",
-                "error": str(obj["error"]),
-            }
-        )
-    return rows
-
-
-def read_score_inputs(inputs: Iterable[str | Path], judge: str | None = None) -> pd.DataFrame:
+def read_score_inputs(
+    inputs: Iterable[str | Path], judge: str | None = None, *, dedupe: bool = False
+) -> pd.DataFrame:
     """Read score files, directories and runs into one evaluations table.
 
     Each input is an upstream score file (model = file stem), a directory of them (upstream's
     ``score_dir``), an export directory holding ``scores/`` (and ``failures/``), a wbray run
     (local or ``s3://``; its committed scores of ``judge``, which may be omitted when the run has
-    only one), or a prefix holding many runs.
+    only one), or a prefix holding many runs. Repeated indices are reported with a
+    :class:`RepeatedIndexWarning`; :func:`load_scores` returns them instead, and checks every index
+    and criterion against a benchmark with file:line.
 
     Raises:
         WbrayError: an input does not exist, holds no score file, or two inputs name the same model.
         DataError: defects in any file (all files are read first, so every defect is reported).
     """
-    from wbray.storage import RunLayout, discover_runs, is_s3, read_evaluations
-
-    files: list[Path] = []
-    frames: list[pd.DataFrame] = []
-    owners: dict[str, Path | str] = {}
-    for item in inputs:
-        p = Path(item)
-        runs = discover_runs(str(item)) if is_s3(str(item)) or p.is_dir() else []
-        if runs:
-            for run in runs:
-                run_frame = read_evaluations(RunLayout.at(run), judge, columns=AGGREGATE_COLUMNS)
-                for model in run_frame["model"].unique():
-                    if str(model) in owners:
-                        raise WbrayError(f"model {model!r} appears twice: {owners[str(model)]} and {run}")
-                    owners[str(model)] = run
-                frames.append(run_frame)
-        elif is_s3(str(item)):
-            raise WbrayError(f"{item}: no wbray run (manifest.json) under this prefix")
-        elif p.is_file():
-            files.append(p)
-        elif p.is_dir():
-            base = p / SCORES_DIR if (p / SCORES_DIR).is_dir() else p
-            found = sorted(base.glob("*.jsonl"))
-            if not found:
-                raise WbrayError(f"{p}: no score files (*.jsonl) found in {base}")
-            files += found
-        else:
-            raise WbrayError(f"{p}: no such file or directory")
-    defects: list[Defect] = []
-    for f in files:
-        model = f.name.removesuffix(".jsonl")
-        if model in owners:
-            raise WbrayError(f"model {model!r} appears twice: {owners[model]} and {f}; rename one file")
-        owners[model] = f
-        try:
-            frames.append(read_upstream_scores(f, model))
-        except DataError as exc:
-            defects += exc.defects
-    if defects:
-        raise DataError(defects)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(EVAL_COLUMNS))
+    scores = load_scores(classify_inputs(inputs), judge=judge, dedupe=dedupe)
+    for note in scores.notes:
+        warnings.warn(str(note), RepeatedIndexWarning, stacklevel=2)
+    return scores.evaluations
 
 
 def _atomic_write_lines(path: Path, lines: Iterable[str]) -> None:

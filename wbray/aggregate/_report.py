@@ -11,14 +11,19 @@ from typing import Any
 import pandas as pd
 
 from wbray.aggregate._compute import LEADERBOARD_SCALE, Leaderboard
+from wbray.errors import WbrayError
 from wbray.records import DOMAIN1_ORDER, REQUIREMENTS
 
 #: Sheet names of the workbook; the first is byte-for-byte upstream's table.
 SHEET_OFFICIAL = "Leaderboard"
 SHEET_SCALED = f"Leaderboard x{LEADERBOARD_SCALE}"
 SHEET_LANGUAGES = "Languages"
+SHEET_COVERAGE = "Coverage"
 SHEET_FAILURES = "Failures"
 SHEET_PER_QUERY = "Per query"
+#: Suffix of the per-query table written beside a workbook or report (``<stem>.per_query.parquet``).
+PER_QUERY_SUFFIX = ".per_query"
+INCOMPLETE = "incomplete"
 
 
 def _atomic(path: str | Path) -> tuple[Path, Path]:
@@ -27,18 +32,67 @@ def _atomic(path: str | Path) -> tuple[Path, Path]:
     return target, target.with_name(f".{target.name}.tmp")
 
 
-def write_xlsx(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None = None) -> Path:
-    """Write the workbook: upstream's table (1-10) first, then x10, languages, failures, per query
-    (and the token ledger when given)."""
+def _with_coverage(board: Leaderboard, table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (one row per model) with Coverage ("998/1000 (99.8%)") and Status columns."""
+    incomplete = set(board.incomplete)
+    status = {m: INCOMPLETE if m in incomplete else "complete" for m in board.models}
+    out = table.copy()
+    out["Coverage"] = [board.coverage_text(str(m)) for m in out["Model"]]
+    out["Status"] = [status[str(m)] for m in out["Model"]]
+    return out
+
+
+def write_xlsx(
+    board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None = None, *, per_query_sheet: bool = False
+) -> Path:
+    """Write the workbook: upstream's table (1-10, upstream's exact columns) first, then x10,
+    languages, coverage and failures (with coverage and status on every extra leaderboard sheet), the
+    token ledger when given, and the per-query table only when asked (it has one row per model x query:
+    200,000 rows for 200 models; :func:`write_per_query` writes it as Parquet or CSV instead)."""
+    from wbray.aggregate._xlsx import write_workbook
+
     target, tmp = _atomic(path)
-    with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
-        board.official.to_excel(writer, sheet_name=SHEET_OFFICIAL, index=False)
-        board.scaled().to_excel(writer, sheet_name=SHEET_SCALED, index=False)
-        board.languages.to_excel(writer, sheet_name=SHEET_LANGUAGES, index=False)
-        board.failures.to_excel(writer, sheet_name=SHEET_FAILURES, index=False)
-        board.per_query.to_excel(writer, sheet_name=SHEET_PER_QUERY, index=False)
-        if ledger is not None and len(ledger):
-            ledger.to_excel(writer, sheet_name="Tokens", index=False)
+    sheets = [
+        (SHEET_OFFICIAL, board.official),
+        (SHEET_SCALED, _with_coverage(board, board.scaled())),
+        (SHEET_LANGUAGES, _with_coverage(board, board.languages)),
+        (SHEET_COVERAGE, coverage_table(board)),
+        (SHEET_FAILURES, board.failures),
+    ]
+    if ledger is not None and len(ledger):
+        sheets.append(("Tokens", ledger))
+    if per_query_sheet:
+        sheets.append((SHEET_PER_QUERY, board.per_query))
+    write_workbook(tmp, sheets)
+    os.replace(tmp, target)
+    return target
+
+
+def coverage_table(board: Leaderboard) -> pd.DataFrame:
+    out = board.coverage.merge(board.failures[["Model", "queries_failed", "queries_missing"]], on="Model")
+    out["Status"] = ["complete" if c else INCOMPLETE for c in out["complete"]]
+    return out.drop(columns=["complete"])
+
+
+def per_query_path(path: str | Path, suffix: str = ".parquet") -> Path:
+    """Where the per-query table goes beside ``path``: ``board.xlsx`` -> ``board.per_query.parquet``."""
+    p = Path(path)
+    return p.with_name(p.name.split(".")[0] + PER_QUERY_SUFFIX + suffix)
+
+
+def write_per_query(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None = None) -> Path:
+    """Write the per-query table (one row per model x query) as Parquet or CSV, by the file's suffix.
+
+    Raises:
+        WbrayError: the suffix is neither ``.parquet`` nor ``.csv``.
+    """
+    target, tmp = _atomic(path)
+    if target.suffix == ".parquet":
+        board.per_query.to_parquet(tmp, index=False)
+    elif target.suffix == ".csv":
+        board.per_query.to_csv(tmp, index=False)
+    else:
+        raise WbrayError(f"{target}: the per-query table is written as .parquet or .csv")
     os.replace(tmp, target)
     return target
 
@@ -58,47 +112,69 @@ def _fmt(value: Any, scale: float = LEADERBOARD_SCALE, digits: int = 2) -> str:
 
 
 def summary_rows(board: Leaderboard, short: bool = False) -> tuple[list[str], list[list[str]]]:
-    """The compact leaderboard (x10 scale) shared by Markdown and the terminal tables.
+    """The compact leaderboard (x10 scale) shared by Markdown, HTML and the terminal tables.
 
-    ``short`` gives 4-letter domain headers and one decimal, for narrow terminals.
+    Best first; a model scored on fewer queries than selected reads "<name> (incomplete)", and the
+    Coverage column gives its queries scored / selected. ``short`` gives 4-letter domain headers, one
+    decimal and coverage as a percentage, for narrow terminals.
     """
     digits = 1 if short else 2
 
     def _f(value: Any) -> str:
-        return _fmt(value, digits=digits)
+        return _fmt(value, scale=1, digits=digits)
 
     names = [d.split(" & ")[0] for d in DOMAIN1_ORDER]
     header = ["Model", "Overall", *[n[:4] if short else n for n in names]]
     header += [f"{r}_{k}" for r in REQUIREMENTS for k in ("R", "C")]
-    header += ["zh", "en", "Count", "Failed"]
+    header += ["zh", "en", "Count", "Failed", "Coverage"]
+    scaled = board.scaled()
     langs = board.languages.set_index("Model")
     fails = board.failures.set_index("Model")
+    cover = board.coverage.set_index("Model")
+    incomplete = set(board.incomplete)
     rows = []
-    for rec in board.official.to_dict("records"):
+    for rec in scaled.to_dict("records"):
         m = str(rec["Model"])
-        row = [m, _f(rec["Overall"])]
+        row = [f"{m} ({INCOMPLETE})" if m in incomplete else m, _f(rec["Overall"])]
         row += [_f(rec.get(f"Domain1_{d}")) for d in DOMAIN1_ORDER]
         row += [_f(rec.get(f"{r}_{k}")) for r in REQUIREMENTS for k in ("R", "C")]
-        row += [_f(langs.loc[m, "zh"]), _f(langs.loc[m, "en"])]
+        row += [_fmt(langs.loc[m, "zh"], digits=digits), _fmt(langs.loc[m, "en"], digits=digits)]
         row += [str(rec["Count"]), str(int(fails.loc[m, "evaluations_failed"]))]
+        row.append(f"{100 * float(cover.loc[m, 'coverage']):.1f}%" if short else board.coverage_text(m))
         rows.append(row)
-    order = sorted(range(len(rows)), key=lambda i: -(float(board.official["Overall"].iloc[i] or 0)))
+    overall = [float(v) for v in board.official["Overall"]]
+    order = sorted(range(len(rows)), key=lambda i: -overall[i] if not math.isnan(overall[i]) else math.inf)
     return header, [rows[i] for i in order]
 
 
+def coverage_note(board: Leaderboard) -> str | None:
+    """One sentence naming the incomplete models, or None when every model is complete."""
+    if not board.incomplete:
+        return None
+    shown = ", ".join(f"{m} {board.coverage_text(m)}" for m in board.incomplete)
+    return (
+        f"Incomplete: {shown}. These models were scored on fewer queries than were selected (failed or "
+        "missing queries), so their means are not over the same queries as the others'."
+    )
+
+
 def to_markdown(board: Leaderboard, ledger: pd.DataFrame | None = None) -> str:
-    """A Markdown report: the x10 leaderboard, then subdomains and failures."""
+    """A Markdown report: the x10 leaderboard (with coverage), then subdomains and failures."""
     header, rows = summary_rows(board)
     lines = [
         "# WritingBench leaderboard",
         "",
         f"Scores are on the leaderboard scale (judge score 1-10 x{LEADERBOARD_SCALE}). "
-        "Failed evaluations are excluded from every mean and counted in `Failed`.",
+        "Failed evaluations are excluded from every mean and counted in `Failed`; `Coverage` is queries "
+        "scored / queries selected.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    note = coverage_note(board)
+    if note:
+        lines += ["", f"**{note}**"]
     d2_cols = [c for c in board.official.columns if c.startswith("Domain2_")]
     if d2_cols:
         lines += ["", "## Subdomains", "", "| Subdomain | " + " | ".join(board.models) + " |"]
@@ -106,7 +182,12 @@ def to_markdown(board: Leaderboard, ledger: pd.DataFrame | None = None) -> str:
         for col in d2_cols:
             vals = [_fmt(v) for v in board.official[col]]
             lines.append(f"| {col.removeprefix('Domain2_')} | " + " | ".join(vals) + " |")
-    lines += ["", "## Failures", "", "| " + " | ".join(board.failures.columns) + " |"]
+    cover = coverage_table(board)
+    lines += ["", "## Coverage and failures", "", "| " + " | ".join(cover.columns) + " |"]
+    lines.append("|---|" + "---:|" * (len(cover.columns) - 1))
+    for rec in cover.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in rec) + " |")
+    lines += ["", "| " + " | ".join(board.failures.columns) + " |"]
     lines.append("|---|" + "---:|" * (len(board.failures.columns) - 1))
     for rec in board.failures.itertuples(index=False):
         lines.append("| " + " | ".join(str(v) for v in rec) + " |")
@@ -118,6 +199,10 @@ def to_markdown(board: Leaderboard, ledger: pd.DataFrame | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def write_markdown(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None = None) -> Path:
     target, tmp = _atomic(path)
     tmp.write_text(to_markdown(board, ledger), encoding="utf-8")
@@ -125,26 +210,34 @@ def write_markdown(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | 
     return target
 
 
-def rich_tables(board: Leaderboard) -> list[Any]:
-    """Two rich Tables (domains; requirements and languages) of the x10 leaderboard.
+def rich_tables(board: Leaderboard, limit: int | None = None) -> list[Any]:
+    """Two rich Tables (domains; requirements and languages) of the x10 leaderboard, best first.
 
     Two narrow tables instead of one wide one, so they stay readable in an 80-column terminal or log.
-    rich is imported here, not at module import.
+    ``limit`` shows only the best models (a caption says how many more the reports hold): rich takes
+    ~0.1 ms per cell, so 200 models would cost most of a second to print. rich is imported here, not
+    at module import.
     """
     from rich.table import Table
 
     header, rows = summary_rows(board, short=True)
+    more = len(rows) - limit if limit is not None and len(rows) > limit else 0
+    rows = rows[: len(rows) - more]
     n_dom = 2 + len(DOMAIN1_ORDER)
+    n = len(header)
     parts = [
         (
             f"WritingBench leaderboard (x{LEADERBOARD_SCALE}): domains",
-            [*range(n_dom), len(header) - 2, len(header) - 1],
+            [*range(n_dom), n - 3, n - 2, n - 1],
         ),
-        ("Requirements (R = queries, C = criteria) and languages", [0, *range(n_dom, len(header) - 2)]),
+        ("Requirements (R = queries, C = criteria) and languages", [0, *range(n_dom, n - 3)]),
     ]
     tables = []
     for title, cols in parts:
-        table = Table(title=title)
+        caption = (
+            f"best {len(rows)} of {len(rows) + more} models; every model is in the reports" if more else None
+        )
+        table = Table(title=title, caption=caption)
         for i in cols:
             table.add_column(
                 header[i], justify="left" if i == 0 else "right", no_wrap=True, min_width=len(header[i])
@@ -168,6 +261,7 @@ def write_html(board: Leaderboard, path: str | Path, ledger: pd.DataFrame | None
 #: Every report format, by file name, in the order they are written.
 REPORT_WRITERS = {
     "leaderboard.xlsx": write_xlsx,
+    f"leaderboard{PER_QUERY_SUFFIX}.parquet": write_per_query,
     "leaderboard.md": write_markdown,
     "leaderboard.csv": write_csv,
     "leaderboard.html": write_html,

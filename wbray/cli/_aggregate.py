@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wbray.errors import WbrayError
@@ -19,7 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="Aggregate score files or runs into the leaderboard (Excel, Markdown, CSV, HTML, terminal).",
         description="Each SCORES is an upstream score file (model = file stem), a directory of them, an "
         "export directory holding scores/, a wbray run (local or s3://), or a prefix holding many runs. "
-        "Numbers follow upstream calculate_scores.py exactly.",
+        "Numbers follow upstream calculate_scores.py exactly. A run's benchmark is the one its manifest "
+        "records (bundled example, recorded directory, $WBRAY_DATA_DIR or the download cache).",
     )
     p.add_argument(
         "scores",
@@ -29,16 +31,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--data-dir",
-        help="WritingBench data directory, or 'example' (default: $WBRAY_DATA_DIR, then the download cache).",
+        help="WritingBench data directory, or 'example'; overrides what runs recorded (default: the runs' "
+        "recorded data, else $WBRAY_DATA_DIR, then the download cache).",
     )
     p.add_argument("--judge", help="For runs holding several judges: the judge to aggregate.")
     p.add_argument(
-        "--out", help="Write every report (xlsx, md, csv, html) under this directory or s3:// prefix."
+        "--out",
+        help="Write every report (xlsx, per-query parquet, md, csv, html) under this directory or "
+        "s3:// prefix.",
     )
-    p.add_argument("--xlsx", help="Write the Excel workbook here (first sheet = upstream's columns).")
+    p.add_argument(
+        "--xlsx",
+        help="Write the Excel workbook here (first sheet = upstream's columns); the per-query table goes "
+        "beside it as <name>.per_query.parquet.",
+    )
     p.add_argument("--md", help="Write a Markdown report here.")
     p.add_argument("--csv", help="Write upstream's table as CSV here.")
     p.add_argument("--html", help="Write the self-contained HTML report (with plots) here.")
+    p.add_argument(
+        "--per-query",
+        metavar="PATH",
+        help="Write the per-query table (one row per model x query) here: .parquet or .csv.",
+    )
+    p.add_argument(
+        "--per-query-sheet",
+        action="store_true",
+        help="Also put the per-query table in the workbook (slow and large for many models).",
+    )
+    p.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="Score files: keep only the last line of a repeated index (upstream counts every line).",
+    )
+    p.add_argument(
+        "--require-complete",
+        action="store_true",
+        help="Fail (exit 1, nothing written) when a model was scored on fewer queries than selected.",
+    )
     p.add_argument(
         "--prices",
         help="YAML of {name: {prompt_per_mtok, completion_per_mtok}} for models and judges: adds costs "
@@ -47,32 +76,63 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_run)
 
 
-def build(
-    scores: list[str], data_dir: str | None, judge: str | None
-) -> tuple[Leaderboard, pd.DataFrame | None]:
-    """Read the inputs and aggregate them: (leaderboard, token ledger or None)."""
-    from pathlib import Path
+@dataclass(frozen=True)
+class Built:
+    """What ``wbray aggregate`` computed: the leaderboard, the token ledger of runs, and notes."""
 
-    import pandas as pd
+    board: Leaderboard
+    ledger: pd.DataFrame | None
+    notes: list[str]
 
-    from wbray.aggregate import aggregate, read_score_inputs
-    from wbray.dataset import example_dir, load_benchmark
-    from wbray.storage import RunLayout, discover_runs, is_s3, read_manifest, token_ledger
 
-    bench = load_benchmark(data_dir)
-    inputs = [str(example_dir() / "results") if s == "example" else s for s in scores]
-    runs = [run for item in inputs if is_s3(item) or Path(item).is_dir() for run in discover_runs(item)]
-    for run in runs:
-        # A run is known by its manifest; a truncated one fails here, before any report is written.
-        read_manifest(RunLayout.at(run))
-    evaluations = read_score_inputs(inputs, judge=judge)
-    board = aggregate(evaluations, bench.queries, bench.requirements)
-    ledgers = [token_ledger(RunLayout.at(run), judge) for run in runs]
-    ledger = pd.concat(ledgers, ignore_index=True) if ledgers else None
-    return board, ledger
+def build(scores: list[str], data_dir: str | None, judge: str | None, *, dedupe: bool = False) -> Built:
+    """Read the inputs against their benchmark and aggregate them."""
+    from wbray.aggregate import Prefetch, classify_inputs
+    from wbray.dataset import example_dir
+
+    inputs = classify_inputs(str(example_dir() / "results") if s == "example" else s for s in scores)
+    # Decoding score files starts now, in worker processes, while this one imports pandas and
+    # loads the benchmark (BENCHMARKS P3).
+    with Prefetch(inputs.files) as prefetch:
+        import pandas as pd
+
+        from wbray.aggregate import aggregate, load_scores, resolve_benchmark
+
+        resolved = resolve_benchmark(inputs.runs, data_dir)
+        bench = resolved.bench
+        loaded = load_scores(
+            inputs,
+            bench.queries,
+            judge=judge,
+            dedupe=dedupe,
+            selections=resolved.selections,
+            prefetch=prefetch,
+        )
+    board = aggregate(loaded.evaluations, bench.queries, bench.requirements, selected=loaded.selected)
+    ledger = None
+    if inputs.runs:  # score files carry no token counts
+        from wbray.storage import RunLayout, token_ledger
+
+        ledger = pd.concat([token_ledger(RunLayout.at(run), judge) for run in inputs.runs], ignore_index=True)
+    notes = list(resolved.notes) + [str(n) for n in loaded.notes]
+    return Built(board, ledger, notes)
+
+
+#: Repeated-index notes shown one per line before "... and N more".
+_SHOWN_NOTES = 10
+#: Models shown in the terminal tables, best first (the reports hold every model): rich renders
+#: ~4 ms per row of the two tables.
+_SHOWN_MODELS = 20
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not (args.out or args.xlsx or args.md or args.csv or args.html or args.per_query):
+        raise WbrayError(
+            "aggregate: give at least one output: --out DIR_OR_S3_PREFIX, --xlsx, --md, --csv, --html or "
+            "--per-query"
+        )
+    built = build(args.scores, args.data_dir, args.judge, dedupe=args.dedupe)
+    board, ledger = built.board, built.ledger
     from rich.console import Console
 
     from wbray.aggregate import (
@@ -81,35 +141,45 @@ def _run(args: argparse.Namespace) -> int:
         write_csv,
         write_html,
         write_markdown,
+        write_per_query,
         write_reports,
         write_xlsx,
     )
+    from wbray.aggregate._report import coverage_note, per_query_path
 
-    if not (args.out or args.xlsx or args.md or args.csv or args.html):
-        raise WbrayError(
-            "aggregate: give at least one output: --out DIR_OR_S3_PREFIX, --xlsx, --md, --csv or --html"
-        )
-    board, ledger = build(args.scores, args.data_dir, args.judge)
+    err = Console(stderr=True, highlight=False)
+    for note in built.notes[:_SHOWN_NOTES]:
+        err.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    if len(built.notes) > _SHOWN_NOTES:
+        err.print(f"[yellow]note:[/] ... and {len(built.notes) - _SHOWN_NOTES} more", soft_wrap=True)
+    if args.require_complete and board.incomplete:
+        shown = ", ".join(f"{m} {board.coverage_text(m)}" for m in board.incomplete)
+        raise WbrayError(f"--require-complete: incomplete models (queries scored/selected): {shown}")
     if args.prices and ledger is not None:
         ledger = price_ledger(ledger, _read_prices(args.prices))
     console = Console()
     if not console.is_terminal:
         # Logs and pipes have no width; rich would assume 80 columns and cut the headers.
         console = Console(width=160)
-    for table in rich_tables(board):
+    for table in rich_tables(board, limit=_SHOWN_MODELS):
         console.print(table)
-    outputs = (
-        (args.xlsx, write_xlsx),
-        (args.md, write_markdown),
-        (args.csv, write_csv),
-        (args.html, write_html),
-    )
-    for path, writer in outputs:
+    written = []
+    if args.xlsx:
+        written.append(write_xlsx(board, args.xlsx, ledger, per_query_sheet=args.per_query_sheet))
+        written.append(write_per_query(board, per_query_path(args.xlsx)))
+    for path, writer in ((args.md, write_markdown), (args.csv, write_csv), (args.html, write_html)):
         if path:
-            console.print(f"wrote {writer(board, path, ledger)}")
+            written.append(writer(board, path, ledger))
+    if args.per_query:
+        written.append(write_per_query(board, args.per_query))
+    for path in written:
+        console.print(f"wrote {path}", soft_wrap=True)
     if args.out:
         for uri in write_reports(board, args.out, ledger):
-            console.print(f"wrote {uri}")
+            console.print(f"wrote {uri}", soft_wrap=True)
+    incomplete = coverage_note(board)
+    if incomplete:
+        console.print(f"[yellow]{incomplete}[/]")
     failed = int(board.failures["evaluations_failed"].sum())
     if failed:
         console.print(
