@@ -24,6 +24,8 @@ from wbray.config import WbrayConfig, content_hash, dump_config, load_config
 from wbray.errors import ConfigError, WbrayError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from wbray.aggregate import Leaderboard
     from wbray.dataset import Benchmark
     from wbray.pipelines import Execution, ProgressCallback, RunPlan
@@ -56,6 +58,7 @@ class EvalSummary:
         leaderboard: The aggregated leaderboard of the run's scores (None when nothing is scored
             yet or ``report=False``).
         reports: URIs of the report files written.
+        browse: URI of the browsable page (``report.browse``).
         flagged: Per model, answers flagged as judge-injection attempts (none: not listed).
     """
 
@@ -69,6 +72,7 @@ class EvalSummary:
     manifest: RunManifest | None = None
     leaderboard: Leaderboard | None = None
     reports: list[str] = field(default_factory=list)
+    browse: str | None = None
     flagged: dict[str, int] = field(default_factory=dict)
 
 
@@ -539,8 +543,11 @@ def _report(
     config: WbrayConfig, summary: EvalSummary, bench: Benchmark, layout: RunLayout, say: Callable[[str], None]
 ) -> None:
     """The leaderboard (numbers only, in the driver) and the browsable page (built in the cluster)."""
+    import dataclasses
+
     from wbray.aggregate import aggregate, write_reports
     from wbray.pipelines import browse_in_cluster
+    from wbray.stats import bootstrap_cis
     from wbray.storage import read_evaluations, token_ledger
 
     # Only what the numbers need: no reasons, no raw replies cross into the driver.
@@ -551,10 +558,6 @@ def _report(
     if evaluations.empty:
         return
     board = aggregate(evaluations, bench.queries, bench.requirements)
-    target = layout.report(summary.judge)
-    ledger = token_ledger(layout, summary.judge)
-    summary.reports = [str(u) for u in write_reports(board, target, ledger, layout.storage)]
-    summary.leaderboard = board
     if config.report.browse:
         page = browse_in_cluster(
             layout,
@@ -564,10 +567,147 @@ def _report(
             resamples=config.report.resamples,
             seed=config.report.seed,
         )
-        summary.reports.append(str(page["uri"]))
+        summary.browse = str(page["uri"])
         summary.flagged = {m: n for m, n in page["flagged"].items() if n}
-        for model, n in summary.flagged.items():
-            say(f"{model}: {n} answers flagged as addressing the judge (see browse.html; scores unchanged)")
+    intervals = None
+    if config.report.resamples:
+        intervals = bootstrap_cis(
+            evaluations,
+            bench.queries,
+            bench.requirements,
+            resamples=config.report.resamples,
+            seed=config.report.seed,
+        )
+    board = dataclasses.replace(board, notes=tuple(_report_notes(summary)), intervals=intervals)
+    ledger = token_ledger(layout, summary.judge)
+    summary.reports = [
+        str(u) for u in write_reports(board, layout.report(summary.judge), ledger, layout.storage)
+    ]
+    if summary.browse:
+        summary.reports.append(summary.browse)
+    summary.leaderboard = board
+    for model, n in summary.flagged.items():
+        say(f"{model}: {n} answers flagged as addressing the judge (see browse.html; scores unchanged)")
 
 
-__all__ = ["ConfigSource", "EvalSummary", "default_out", "evaluate", "load", "score"]
+def _report_notes(summary: EvalSummary) -> list[str]:
+    """What every report says above its tables about how the numbers came about."""
+    notes = []
+    manifest = summary.manifest
+    if manifest is not None and manifest.judge_template.source != "official":
+        notes.append(NOT_OFFICIAL_PROMPT)
+    if manifest is not None and manifest.last is not None:
+        hits = sum(s.cache_hits for s in manifest.last.stages)
+        misses = sum(s.cache_misses for s in manifest.last.stages)
+        if hits or misses:
+            notes.append(f"judge cache: {hits} verdicts reused, {misses} asked of the judge in this call")
+    for model, n in summary.flagged.items():
+        notes.append(
+            f"{model}: {n} answers hold score-like JSON or instructions aimed at the judge (flagged in "
+            "browse.html; their scores are unchanged)"
+        )
+    return notes
+
+
+@dataclass(frozen=True)
+class Aggregated:
+    """What :func:`aggregate` computed: the leaderboard, the token ledger of runs, and notes on the
+    inputs (repeated indices, the benchmark a run was found against)."""
+
+    board: Leaderboard
+    ledger: pd.DataFrame | None
+    notes: list[str]
+
+
+def aggregate(
+    inputs: Sequence[str],
+    *,
+    data_dir: str | None = None,
+    judge: str | None = None,
+    dedupe: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+    out: str | None = None,
+) -> Aggregated:
+    """The leaderboard of score files, export directories, runs or run prefixes (local or s3://).
+
+    Numbers follow upstream's ``calculate_scores.py`` exactly. A run finds its benchmark from its
+    manifest (``data_dir`` overrides). Intervals are bootstrapped over queries (``resamples``;
+    0 = none); a run judged with wbray's builtin prompt marks every report as such.
+
+    Args:
+        inputs: Score files, directories, runs or prefixes; ``example`` names the bundled results.
+        data_dir: The benchmark to read them against (default: from the runs, then the usual search).
+        judge: For runs holding several judges, the one to aggregate.
+        dedupe: Keep the last line of an index an upstream score file repeats (upstream counts both).
+        resamples: Bootstrap resamples for the ``score ± half-width`` intervals.
+        seed: The bootstrap's seed.
+        out: Also write every report format under this directory or s3:// prefix.
+    """
+    import dataclasses
+
+    from wbray.aggregate import Prefetch, classify_inputs
+    from wbray.dataset import example_dir
+
+    if resamples < 0:
+        raise ConfigError(f"resamples must be 0 or more, got {resamples}")
+    classified = classify_inputs(str(example_dir() / "results") if s == "example" else s for s in inputs)
+    # Decoding score files starts now, in worker processes, while this one imports pandas and
+    # loads the benchmark (BENCHMARKS P3).
+    with Prefetch(classified.files) as prefetch:
+        import pandas as pd
+
+        from wbray.aggregate import aggregate as compute
+        from wbray.aggregate import load_scores, resolve_benchmark
+
+        resolved = resolve_benchmark(classified.runs, data_dir)
+        bench = resolved.bench
+        loaded = load_scores(
+            classified,
+            bench.queries,
+            judge=judge,
+            dedupe=dedupe,
+            selections=resolved.selections,
+            prefetch=prefetch,
+        )
+    board = compute(loaded.evaluations, bench.queries, bench.requirements, selected=loaded.selected)
+    ledger = None
+    board_notes: list[str] = []
+    if classified.runs:  # score files carry no token counts
+        from wbray.storage import RunLayout, read_manifest, token_ledger
+
+        ledger = pd.concat(
+            [token_ledger(RunLayout.at(run), judge) for run in classified.runs], ignore_index=True
+        )
+        builtin = []
+        for run in classified.runs:
+            manifest = read_manifest(RunLayout.at(run))
+            if manifest is not None and manifest.judge_template.source not in ("", "official"):
+                builtin.append(run)
+        if builtin:
+            board_notes.append(f"{NOT_OFFICIAL_PROMPT} ({', '.join(builtin)})")
+    intervals = None
+    if resamples:
+        from wbray.stats import bootstrap_cis
+
+        intervals = bootstrap_cis(
+            loaded.evaluations, bench.queries, bench.requirements, resamples=resamples, seed=seed
+        )
+    board = dataclasses.replace(board, notes=tuple(board_notes), intervals=intervals)
+    if out is not None:
+        from wbray.aggregate import write_reports
+
+        write_reports(board, out, ledger)
+    return Aggregated(board, ledger, list(resolved.notes) + [str(n) for n in loaded.notes])
+
+
+__all__ = [
+    "Aggregated",
+    "ConfigSource",
+    "EvalSummary",
+    "aggregate",
+    "default_out",
+    "evaluate",
+    "load",
+    "score",
+]

@@ -100,7 +100,14 @@ def test_coverage_on_every_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "| demo-model-b (incomplete) |" in md and "| 11/12 (91.7%) |" in md and "| 12/12 (100.0%) |" in md
     assert "Incomplete: demo-model-b 11/12 (91.7%)" in out["html"].read_text()
     wb = openpyxl.load_workbook(out["xlsx"])
-    assert wb.sheetnames == ["Leaderboard", "Leaderboard x10", "Languages", "Coverage", "Failures"]
+    assert wb.sheetnames == [
+        "Leaderboard",
+        "Leaderboard x10",
+        "Languages",
+        "Coverage",
+        "Failures",
+        "Intervals",
+    ]
     # Upstream's sheet keeps upstream's columns exactly; the extra sheets carry coverage and status.
     assert [c.value for c in wb["Leaderboard"][1]] == list(pd.read_csv(out["csv"]).columns)
     for name in ("Leaderboard x10", "Languages"):

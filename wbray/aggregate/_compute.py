@@ -69,6 +69,10 @@ class Leaderboard:
             whether the model is complete (every selected query scored).
         no_data: (model, column) cells of ``official`` that had nothing to average but hold 0
             because upstream writes 0 there; every other view shows them empty.
+        notes: Sentences every report shows above the tables (e.g. that the judge prompt is not
+            the official one, judge-cache hits, flagged answers).
+        intervals: Bootstrap confidence intervals (``wbray.stats.bootstrap_cis``: model, scope,
+            group, estimate, low, high, n_queries; 1-10 scale); reports then show ``score ± half-width``.
     """
 
     official: pd.DataFrame
@@ -77,6 +81,29 @@ class Leaderboard:
     per_query: pd.DataFrame
     coverage: pd.DataFrame
     no_data: frozenset[tuple[str, str]] = frozenset()
+    notes: tuple[str, ...] = ()
+    intervals: pd.DataFrame | None = None
+
+    def half_width(self, model: str, scope: str, group: str) -> float | None:
+        """The interval's half-width for one leaderboard cell (1-10 scale), when known."""
+        table = self._interval_index
+        hit = table.get((model, scope, group))
+        if hit is None:
+            return None
+        low, high = hit
+        if low != low or high != high:  # NaN: too few queries to resample
+            return None
+        return (high - low) / 2.0
+
+    @cached_property
+    def _interval_index(self) -> dict[tuple[str, str, str], tuple[float, float]]:
+        if self.intervals is None or self.intervals.empty:
+            return {}
+        t = self.intervals
+        return {
+            (str(m), str(s), str(g)): (float(lo), float(hi))
+            for m, s, g, lo, hi in zip(t["model"], t["scope"], t["group"], t["low"], t["high"], strict=True)
+        }
 
     @property
     def models(self) -> list[str]:

@@ -133,6 +133,7 @@ def to_html(
         f"<p class='note'>Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Scores are judge scores 1-10 "
         f"x{LEADERBOARD_SCALE}. Failed evaluations are excluded from every mean and counted, never scored 0; "
         "Coverage is queries scored / queries selected.</p>",
+        *[f"<p class='incomplete'>{html.escape(n)}</p>" for n in board.notes],
         "<h2>Overall</h2>",
         _overall_bars(board),
         "<h2>By domain</h2>",

@@ -21,6 +21,8 @@ SHEET_LANGUAGES = "Languages"
 SHEET_COVERAGE = "Coverage"
 SHEET_FAILURES = "Failures"
 SHEET_PER_QUERY = "Per query"
+SHEET_INTERVALS = "Intervals"
+SHEET_NOTES = "Notes"
 #: Suffix of the per-query table written beside a workbook or report (``<stem>.per_query.parquet``).
 PER_QUERY_SUFFIX = ".per_query"
 INCOMPLETE = "incomplete"
@@ -61,6 +63,10 @@ def write_xlsx(
     ]
     if ledger is not None and len(ledger):
         sheets.append(("Tokens", ledger))
+    if board.intervals is not None and len(board.intervals):
+        sheets.append((SHEET_INTERVALS, board.intervals))
+    if board.notes:
+        sheets.append((SHEET_NOTES, pd.DataFrame({"Note": list(board.notes)})))
     if per_query_sheet:
         sheets.append((SHEET_PER_QUERY, board.per_query))
     write_workbook(tmp, sheets)
@@ -120,8 +126,11 @@ def summary_rows(board: Leaderboard, short: bool = False) -> tuple[list[str], li
     """
     digits = 1 if short else 2
 
-    def _f(value: Any) -> str:
-        return _fmt(value, scale=1, digits=digits)
+    def _f(value: Any, model: str = "", scope: str = "", group: str = "") -> str:
+        text = _fmt(value, scale=1, digits=digits)
+        half = board.half_width(model, scope, group) if scope else None
+        # Intervals come on the 1-10 scale; the table is x10.
+        return text if half is None or text == "–" else f"{text} ± {half * LEADERBOARD_SCALE:.{digits}f}"
 
     names = [d.split(" & ")[0] for d in DOMAIN1_ORDER]
     header = ["Model", "Overall", *[n[:4] if short else n for n in names]]
@@ -135,8 +144,8 @@ def summary_rows(board: Leaderboard, short: bool = False) -> tuple[list[str], li
     rows = []
     for rec in scaled.to_dict("records"):
         m = str(rec["Model"])
-        row = [f"{m} ({INCOMPLETE})" if m in incomplete else m, _f(rec["Overall"])]
-        row += [_f(rec.get(f"Domain1_{d}")) for d in DOMAIN1_ORDER]
+        row = [f"{m} ({INCOMPLETE})" if m in incomplete else m, _f(rec["Overall"], m, "overall", "Overall")]
+        row += [_f(rec.get(f"Domain1_{d}"), m, "domain1", d) for d in DOMAIN1_ORDER]
         row += [_f(rec.get(f"{r}_{k}")) for r in REQUIREMENTS for k in ("R", "C")]
         row += [_fmt(langs.loc[m, "zh"], digits=digits), _fmt(langs.loc[m, "en"], digits=digits)]
         row += [str(rec["Count"]), str(int(fails.loc[m, "evaluations_failed"]))]
@@ -166,8 +175,14 @@ def to_markdown(board: Leaderboard, ledger: pd.DataFrame | None = None) -> str:
         "",
         f"Scores are on the leaderboard scale (judge score 1-10 x{LEADERBOARD_SCALE}). "
         "Failed evaluations are excluded from every mean and counted in `Failed`; `Coverage` is queries "
-        "scored / queries selected.",
+        "scored / queries selected."
+        + (
+            " `±` is half the 95% bootstrap interval (queries resampled)."
+            if board.intervals is not None
+            else ""
+        ),
         "",
+        *[f"> **{n}**\n" for n in board.notes],
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
@@ -237,6 +252,8 @@ def rich_tables(board: Leaderboard, limit: int | None = None) -> list[Any]:
         caption = (
             f"best {len(rows)} of {len(rows) + more} models; every model is in the reports" if more else None
         )
+        if board.notes and title.startswith("WritingBench"):
+            caption = " ".join(filter(None, [caption, *board.notes]))
         table = Table(title=title, caption=caption)
         for i in cols:
             table.add_column(

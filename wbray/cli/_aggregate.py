@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from wbray.errors import WbrayError
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from wbray.aggregate import Leaderboard
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +28,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "recorded data, else $WBRAY_DATA_DIR, then the download cache).",
     )
     p.add_argument("--judge", help="For runs holding several judges: the judge to aggregate.")
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="Bootstrap resamples (clustered by query) for the score ± half-width intervals; 0 = none.",
+    )
+    p.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap (reproducible intervals).")
     p.add_argument(
         "--out",
         help="Write every report (xlsx, per-query parquet, md, csv, html) under this directory or "
@@ -76,48 +76,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_run)
 
 
-@dataclass(frozen=True)
-class Built:
-    """What ``wbray aggregate`` computed: the leaderboard, the token ledger of runs, and notes."""
-
-    board: Leaderboard
-    ledger: pd.DataFrame | None
-    notes: list[str]
-
-
-def build(scores: list[str], data_dir: str | None, judge: str | None, *, dedupe: bool = False) -> Built:
-    """Read the inputs against their benchmark and aggregate them."""
-    from wbray.aggregate import Prefetch, classify_inputs
-    from wbray.dataset import example_dir
-
-    inputs = classify_inputs(str(example_dir() / "results") if s == "example" else s for s in scores)
-    # Decoding score files starts now, in worker processes, while this one imports pandas and
-    # loads the benchmark (BENCHMARKS P3).
-    with Prefetch(inputs.files) as prefetch:
-        import pandas as pd
-
-        from wbray.aggregate import aggregate, load_scores, resolve_benchmark
-
-        resolved = resolve_benchmark(inputs.runs, data_dir)
-        bench = resolved.bench
-        loaded = load_scores(
-            inputs,
-            bench.queries,
-            judge=judge,
-            dedupe=dedupe,
-            selections=resolved.selections,
-            prefetch=prefetch,
-        )
-    board = aggregate(loaded.evaluations, bench.queries, bench.requirements, selected=loaded.selected)
-    ledger = None
-    if inputs.runs:  # score files carry no token counts
-        from wbray.storage import RunLayout, token_ledger
-
-        ledger = pd.concat([token_ledger(RunLayout.at(run), judge) for run in inputs.runs], ignore_index=True)
-    notes = list(resolved.notes) + [str(n) for n in loaded.notes]
-    return Built(board, ledger, notes)
-
-
 #: Repeated-index notes shown one per line before "... and N more".
 _SHOWN_NOTES = 10
 #: Models shown in the terminal tables, best first (the reports hold every model): rich renders
@@ -131,7 +89,16 @@ def _run(args: argparse.Namespace) -> int:
             "aggregate: give at least one output: --out DIR_OR_S3_PREFIX, --xlsx, --md, --csv, --html or "
             "--per-query"
         )
-    built = build(args.scores, args.data_dir, args.judge, dedupe=args.dedupe)
+    import wbray.api as api
+
+    built = api.aggregate(
+        args.scores,
+        data_dir=args.data_dir,
+        judge=args.judge,
+        dedupe=args.dedupe,
+        resamples=args.resamples,
+        seed=args.seed,
+    )
     board, ledger = built.board, built.ledger
     from rich.console import Console
 
