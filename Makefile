@@ -29,6 +29,6 @@ typecheck:
 	$(PYTHON) -m mypy
 
 unit:
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --durations=40
 
 test: install browser lint typecheck unit
