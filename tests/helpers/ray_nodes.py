@@ -100,7 +100,7 @@ jobs = [
 ]
 nodes = {n["NodeID"]: {"alive": n["Alive"], "resources": n["Resources"]} for n in ray.nodes()}
 actors = list(state.actors().values())
-print(json.dumps({"jobs": jobs, "nodes": nodes, "actors": actors}, default=str))
+print("inspect:", json.dumps({"jobs": jobs, "nodes": nodes, "actors": actors}, default=str), flush=True)
 """
 
 
@@ -180,6 +180,9 @@ class LocalRayCluster:
             "--object-store-memory",
             str(100 * 1024 * 1024),
             "--disable-usage-stats",
+            # Not the default 52365, which another cluster on this machine may hold.
+            "--dashboard-agent-listen-port",
+            str(free_port()),
             *args,
         ]
         if resources:
@@ -204,14 +207,14 @@ class LocalRayCluster:
         return node
 
     def add_node(self, num_cpus: float = 1, resources: Mapping[str, float] | None = None) -> RayNode:
-        """Start a worker node joining the head and wait until the cluster counts it."""
-        alive = self.alive_nodes()
+        """Start a worker node joining the head and wait until the cluster counts exactly the nodes
+        not killed (so a node killed just before is seen dead, not mistaken for the new one)."""
         node = self._start(
             f"node{len(self.nodes)}",
             ["--address", self.address, "--num-cpus", str(num_cpus)],
             dict(resources or {}),
         )
-        self.wait_nodes(alive + 1)
+        self.wait_nodes(sum(1 for n in self.nodes if not n.killed))
         return node
 
     def alive_nodes(self) -> int:
@@ -219,7 +222,7 @@ class LocalRayCluster:
         never joins the cluster itself)."""
         code = (
             "import ray,sys;ray.init(address=sys.argv[1],log_to_driver=False);"
-            "print(sum(1 for n in ray.nodes() if n['Alive']))"
+            "print('alive-nodes:', sum(1 for n in ray.nodes() if n['Alive']), flush=True)"
         )
         done = subprocess.run(
             [sys.executable, "-c", code, self.address],
@@ -228,8 +231,9 @@ class LocalRayCluster:
             text=True,
             timeout=60,
         )
-        lines = done.stdout.strip().splitlines()
-        return int(lines[-1]) if done.returncode == 0 and lines else 0
+        # Ray prints its own warnings to stdout too (e.g. lagging heartbeats), before or after ours.
+        counts = [line.split()[-1] for line in done.stdout.splitlines() if line.startswith("alive-nodes: ")]
+        return int(counts[-1]) if counts else 0
 
     def wait_nodes(self, count: int, timeout_s: float = START_TIMEOUT_S) -> None:
         """Wait until exactly ``count`` nodes are alive (fails naming the node logs otherwise)."""
@@ -258,7 +262,8 @@ class LocalRayCluster:
         )
         if done.returncode != 0:
             raise RuntimeError(f"cannot inspect the cluster: {done.stderr[-2000:]}")
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith("inspect: ")][-1:]
+        result: dict[str, Any] = json.loads(line.removeprefix("inspect: "))
         return result
 
     def kill(self, node: RayNode) -> None:

@@ -174,7 +174,7 @@ def test_served_model_says_what_it_is_over_http_and_through_a_handle(
 
     (entry,) = requests.get(f"{base_url}/v1/models", headers=AUTH, timeout=10).json()["data"]
     want = {
-        "engine": {"backend": "transformers", "model": str(smollm2_dir), "dtype": "auto"},
+        "engine": {"backend": "transformers", "model": str(smollm2_dir), "dtype": "auto", "device": "auto"},
         "sampling": {"temperature": 0.0, "max_tokens": 16},
     }
     assert entry["metadata"] == want

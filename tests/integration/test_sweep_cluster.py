@@ -76,6 +76,9 @@ def _start(root: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
     temp.mkdir()
     cmd = ["ray", "start", "--block", "--temp-dir", str(temp), "--num-cpus", "1"]
     cmd += ["--object-store-memory", "200000000", "--disable-usage-stats", *args]
+    # The job agent's HTTP port defaults to 52365 on every node: another cluster on this machine
+    # (the suite's own) holds it, and a head without its agent refuses every job submission.
+    cmd += ["--dashboard-agent-listen-port", str(_free_port())]
     log = (root / f"{name}.out").open("wb")
     return subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

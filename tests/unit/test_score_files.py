@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,8 @@ def test_prefetch_in_worker_processes_reads_the_same(tmp_path: Path, monkeypatch
     paths = [_file(tmp_path, _random_file(rng), f"m{i}.jsonl") for i in range(6)]
     bad = _file(tmp_path, GOOD + '\n{"index": 99, "scores": {"a": [{"score": 7}]}}\n', "bad.jsonl")
     monkeypatch.setattr(_scorefile, "PREFETCH_MIN_BYTES", 0)
+    # Threads left by other tests in this process (servers, clients) would turn forking off.
+    monkeypatch.setattr(_scorefile, "_other_threads", lambda: False)
     with _scorefile.Prefetch(paths, workers=2) as prefetch:
         assert prefetch.active
         fetched = load_scores(paths, QUERIES, prefetch=prefetch)
@@ -213,3 +216,16 @@ def test_prefetch_in_worker_processes_reads_the_same(tmp_path: Path, monkeypatch
     monkeypatch.setattr(_scorefile, "PREFETCH_MIN_BYTES", 1 << 30)
     with _scorefile.Prefetch(paths, workers=2) as prefetch:
         assert not prefetch.active and prefetch.take(KEYS) == {}
+    # Nor with another thread running, which a fork could catch holding a lock.
+    monkeypatch.undo()
+    monkeypatch.setattr(_scorefile, "PREFETCH_MIN_BYTES", 0)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        with _scorefile.Prefetch(paths, workers=2) as prefetch:
+            assert not prefetch.active
+        assert load_scores(paths, QUERIES).evaluations.equals(plain.evaluations)
+    finally:
+        stop.set()
+        other.join()

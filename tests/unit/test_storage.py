@@ -185,3 +185,32 @@ def test_s3_retry_budget_travels_with_the_options_and_the_check_fails_fast(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "many")
     with pytest.raises(WbrayError, match="AWS_MAX_ATTEMPTS='many'"):
         S3Settings.resolve()
+
+
+def test_verdicts_on_superseded_answers_are_left_out(tmp_path: Path) -> None:
+    """After a changed response file, a model's older answers stay stored, but aggregation reads only
+    the verdicts on its current answers; a model whose marker lists none keeps everything."""
+    layout = RunLayout.at(str(tmp_path / "run"))
+    cols = ["row_id", "model", "index"]
+
+    def verdict(row_id: str, model: str, gen: str | None, index: int) -> dict[str, object]:
+        return {**_score(row_id), "model": model, "gen_row_id": gen, "index": index}
+
+    write_scores(
+        layout,
+        "j",
+        "m",
+        [verdict("s-old", "m", "g-old", 1), verdict("s-new", "m", "g-new", 1), verdict("s-2", "m", None, 2)],
+    )
+    write_scores(layout, "j", "other", [verdict("o-1", "other", "g-x", 1), verdict("o-2", "other", "g-y", 2)])
+    commit_stage(layout.scores("j", "m"))
+    commit_stage(layout.scores("j", "other"))
+    everything = read_evaluations(layout, "j", columns=cols)
+    assert sorted(everything["row_id"]) == ["o-1", "o-2", "s-2", "s-new", "s-old"]  # no markers: all count
+
+    commit_stage(layout.generations("m"), current=["g-new"])
+    current = read_evaluations(layout, "j", columns=cols)
+    assert sorted(current["row_id"]) == ["o-1", "o-2", "s-new"]
+    assert "gen_row_id" not in current.columns  # read for the filter, not handed on
+    assert sorted(read_evaluations(layout, "j", indices={2}, columns=cols)["row_id"]) == ["o-2"]
+    assert sorted(read_evaluations(layout, "j", models=["m"], columns=cols)["row_id"]) == ["s-new"]

@@ -594,7 +594,9 @@ def test_a_stopped_cell_job_records_its_stop_first(tmp_path: Path) -> None:
     write_state(layout, state)
     original = signal.getsignal(signal.SIGTERM)
     try:
-        # Before the run connects to Ray: the recorder is the only handler.
+        # Before the run connects to Ray: the recorder is the only handler. (Earlier tests in this
+        # process may have left Ray's own; ignoring is the safe baseline if the recorder is missing.)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop = _StopRecorder()
         stop.attach(StateWriter(layout, state.updated(status="running")))
         with pytest.raises(CellStopped):
@@ -620,3 +622,54 @@ def test_a_stopped_cell_job_records_its_stop_first(tmp_path: Path) -> None:
         assert recorded is not None and recorded.status == "failed" and "SIGTERM" in (recorded.reason or "")
     finally:
         signal.signal(signal.SIGTERM, original)
+
+
+class _RefusingClient:
+    """A jobs client whose head has no job agent for the first ``refusals`` submissions."""
+
+    def __init__(self, refusals: int, error: str) -> None:
+        self.refusals = refusals
+        self.error = error
+        self.submitted: list[str] = []
+
+    def submit_job(self, *, submission_id: str, **_kwargs: Any) -> str:
+        if self.refusals:
+            self.refusals -= 1
+            raise RuntimeError(self.error)
+        self.submitted.append(submission_id)
+        return submission_id
+
+
+def _job_request() -> Any:
+    from wbray.sweeps._jobs import JobRequest
+
+    return JobRequest("wbray-x-c-1", "python -m wbray.sweeps.cell", {}, 1.0, 0.0, None, {})
+
+
+def test_a_submission_the_head_refuses_for_now_is_tried_again() -> None:
+    from wbray.sweeps._jobs import RayJobs
+
+    no_agent = (
+        "Request failed with status code 500: No available agent to submit job, please try again later.."
+    )
+    waits: list[float] = []
+    client = _RefusingClient(2, no_agent)
+    jobs = RayJobs("http://head:8265", retry_delays_s=(1, 2, 4), client=client, sleep=waits.append)
+    assert jobs.submit(_job_request()) is True
+    assert client.submitted == ["wbray-x-c-1"] and waits == [1, 2]
+
+    # Refused past the last wait: one line naming the API and Ray's reason.
+    client = _RefusingClient(5, no_agent)
+    jobs = RayJobs("http://head:8265", retry_delays_s=(1, 2), client=client, sleep=waits.append)
+    with pytest.raises(WbrayError, match=r"^Ray jobs API at http://head:8265: the head's job agent") as info:
+        jobs.submit(_job_request())
+    assert "No available agent" in str(info.value) and "--dashboard-agent-listen-port" in str(info.value)
+    assert "\n" not in str(info.value) and client.submitted == []
+
+    # Any other error is not waited on.
+    waits.clear()
+    client = _RefusingClient(1, "Request failed with status code 400: bad runtime_env")
+    jobs = RayJobs("http://head:8265", retry_delays_s=(1, 2), client=client, sleep=waits.append)
+    with pytest.raises(WbrayError, match="bad runtime_env"):
+        jobs.submit(_job_request())
+    assert waits == []

@@ -435,6 +435,11 @@ def _decode_chunk(paths: list[str]) -> tuple[list[str], list[_Parsed | None]]:
             gc.enable()
 
 
+def _other_threads() -> bool:
+    """Whether another Python thread runs here: forking then may copy a lock it holds."""
+    return threading.active_count() > 1
+
+
 class Prefetch:
     """Score files decoded (fast path only) in worker processes, started before the caller imports
     pandas and loads the benchmark, which take about as long as decoding 200 files does: on two
@@ -462,7 +467,7 @@ class Prefetch:
 
     @staticmethod
     def _worthwhile(paths: Sequence[Path], n: int) -> bool:
-        if n < 2 or sys.platform != "linux" or threading.active_count() > 1:
+        if n < 2 or sys.platform != "linux" or _other_threads():
             return False
         try:
             return sum(p.stat().st_size for p in paths) >= PREFETCH_MIN_BYTES

@@ -272,6 +272,8 @@ def read_evaluations(
     read (aggregation needs no reasons); default: every evaluation column.
     """
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from wbray.records import EVAL_COLUMNS
 
@@ -291,18 +293,22 @@ def read_evaluations(
     table = read_scores(layout, judge, read, committed_only=committed_only)
     if table is None:
         return pd.DataFrame(columns=wanted)
-    df = table.to_pandas()
     if current:
         # Verdicts on superseded answers (an older config or response file) are not the model's.
-        keep = [
-            m not in current or g in current[m] for m, g in zip(df["model"], df["gen_row_id"], strict=True)
-        ]
-        df = df[keep]
+        # Columnar: one hash-set lookup per model, no per-row Python at a million rows.
+        keep = None
+        gen_ids = table["gen_row_id"]
+        for model, ids in current.items():
+            answered = pc.is_in(gen_ids, value_set=pa.array(sorted(ids), gen_ids.type))
+            fresh = pc.or_(pc.not_equal(table["model"], model), answered)
+            keep = fresh if keep is None else pc.and_(keep, fresh)
+        table = table.filter(pc.fill_null(keep, True))
     if indices is not None:
-        df = df[df["index"].isin(sorted(indices))]
+        chosen = pa.array(sorted(indices), table["index"].type)
+        table = table.filter(pc.is_in(table["index"], value_set=chosen))
     if models is not None:
-        df = df[df["model"].isin(list(models))]
-    return df[wanted].reset_index(drop=True)
+        table = table.filter(pc.is_in(table["model"], value_set=pa.array(list(models), table["model"].type)))
+    return table.select(wanted).to_pandas()
 
 
 def discover_runs(prefix: str, storage: StorageOptions | None = None) -> list[str]:

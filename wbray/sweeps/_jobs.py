@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,12 +62,30 @@ class Jobs(Protocol):
 class RayJobs:
     """:class:`Jobs` over ``ray.job_submission.JobSubmissionClient``.
 
+    A submission the head refuses for a moment (its job agent not registered yet, which happens on
+    a busy or freshly started head: HTTP 500 "No available agent ... try again later", or a 503) is
+    tried again after ``retry_delays_s``; every other error is reported at once.
+
     Args:
         address: The jobs API, e.g. ``http://head:8265`` (what ``ray job submit --address`` takes).
+        retry_delays_s: Waits before each further try of a refused submission.
+        client: A ``JobSubmissionClient`` to use instead of making one (tests).
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        retry_delays_s: Sequence[float] = (1, 2, 4, 8, 15, 30),
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._address = address
+        self._delays = tuple(retry_delays_s)
+        self._sleep = sleep
+        if client is not None:
+            self._client = client
+            return
         try:
             from ray.job_submission import JobSubmissionClient
 
@@ -79,6 +98,16 @@ class RayJobs:
         return self._address
 
     def submit(self, request: JobRequest) -> bool:
+        for delay in (*self._delays, None):
+            try:
+                return self._submit_once(request)
+            except _Refused as refused:
+                if delay is None:
+                    raise _error(self._address, refused.exc) from None
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _submit_once(self, request: JobRequest) -> bool:
         try:
             self._client.submit_job(
                 entrypoint=request.entrypoint,
@@ -91,7 +120,9 @@ class RayJobs:
             )
         except Exception as exc:
             if "already exists" in str(exc):
-                return False
+                return False  # also when an earlier, refused-looking try did get through
+            if _momentary(exc):
+                raise _Refused(exc) from None
             raise _error(self._address, exc) from None
         return True
 
@@ -114,6 +145,20 @@ class RayJobs:
             raise _error(self._address, exc) from None
 
 
+class _Refused(Exception):
+    """A submission the head refused for now (see :func:`_momentary`)."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _momentary(exc: Exception) -> bool:
+    """Whether the jobs API asked to try again later (no job agent yet, or unavailable)."""
+    text = str(exc)
+    return "No available agent" in text or "try again later" in text or "status code 503" in text
+
+
 def _error(address: str, exc: Exception) -> WbrayError:
     """One line for what goes wrong talking to a jobs API."""
     text = " ".join(str(exc).split())[:500]
@@ -122,6 +167,12 @@ def _error(address: str, exc: Exception) -> WbrayError:
         return WbrayError(
             f"Ray jobs API at {address}: authentication failed ({text}); set RAY_AUTH_MODE=token and "
             "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) for a cluster with token auth"
+        )
+    if "No available agent" in text:
+        return WbrayError(
+            f"Ray jobs API at {address}: the head's job agent is not running ({text}); see the head's "
+            "logs/dashboard_agent.log: e.g. another Ray node on the same machine holds the agent's "
+            "port (52365; start the head with --dashboard-agent-listen-port)"
         )
     if isinstance(exc, ConnectionError) or "connect" in text.lower():
         return WbrayError(
