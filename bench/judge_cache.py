@@ -1,6 +1,7 @@
 """P9 and P10: the judge cache (a warm run vs a cold one) and verdict parts per 1,000 rows.
 
-Usage:  python bench/judge_cache.py [--queries 12] [--judge-latency 0.2] [--out bench/judge_cache.json]
+Usage:  python bench/judge_cache.py [--queries 12] [--judge-latency 0.2] [--p10-queries 200]
+        [--data-dir ../shared/writingbench] [--out bench/judge_cache.json]
 
 Both use an OpenAI-compatible server on 127.0.0.1 that answers the candidate at once and the judge
 after ``--judge-latency`` seconds (deterministic replies), so the numbers measure wbray, not a model.
@@ -8,9 +9,12 @@ after ``--judge-latency`` seconds (deterministic replies), so the numbers measur
 * P9: a cold run scores every answer into a judge cache; a second run of the same config into a
   new run directory takes every verdict from the cache. Reported: wall times, their ratio, and the
   judge calls each made (the warm run must make none).
-* P10: parts per 1,000 verdict rows with one part per judged batch (``run.part_rows: 1``, what
-  every run wrote before verdicts were buffered; the judge handles one row per batch, as a CPU
-  judge does) against the default buffering (``run.part_rows: 1000``, ``run.part_age_s: 60``).
+* P10: parts per 1,000 verdict rows written unbuffered (``run.part_rows: 1``: every batch that
+  reaches the writer becomes its part at once, what runs did before verdicts were buffered) against
+  the default buffering (``run.part_rows: 1000``, ``run.part_age_s: 60``), on ``--p10-queries``
+  queries of the benchmark in ``--data-dir`` (5 verdicts each; the judge handles one row per batch,
+  as a CPU judge does). The example benchmark's 12 queries arrive in one block and give one part
+  either way, so this needs a real benchmark's size.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--queries", type=int, default=12)
     p.add_argument("--judge-latency", type=float, default=0.2)
+    p.add_argument("--p10-queries", type=int, default=200)
+    p.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "writingbench"))
     p.add_argument("--out", default=str(Path(__file__).with_name("judge_cache.json")))
     args = p.parse_args()
 
@@ -77,20 +83,28 @@ def main() -> int:
             "generation": {"resources": {"actors": 1, "num_cpus": 0.25}},
         }
         wbray.evaluate(base, out=f"{tmp}/warm-up", report=False, overrides=["judge.cache=null"])
+        before_cold = judge_calls(srv)
         t0 = time.perf_counter()
         wbray.evaluate(base, out=f"{tmp}/cold", report=False)
         cold = time.perf_counter() - t0
-        cold_calls = judge_calls(srv)
+        cold_calls = judge_calls(srv) - before_cold
         t0 = time.perf_counter()
         wbray.evaluate(base, out=f"{tmp}/warm", report=False)
         warm = time.perf_counter() - t0
-        warm_calls = judge_calls(srv) - cold_calls
+        warm_calls = judge_calls(srv) - before_cold - cold_calls
         rows = args.queries * 5
-        per_batch = {**base, "run": {"part_rows": 1}, "judge": {**base["judge"], "cache": None}}
-        wbray.evaluate(per_batch, out=f"{tmp}/one-part-per-batch", report=False)
-        buffered = {**base, "judge": {**base["judge"], "cache": None}}
-        wbray.evaluate(buffered, out=f"{tmp}/buffered", report=False)
-        before, after = _parts(f"{tmp}/one-part-per-batch"), _parts(f"{tmp}/buffered")
+        from wbray.dataset import load_benchmark
+
+        english = sorted(q.index for q in load_benchmark(args.data_dir).queries if q.lang == "en")
+        big = {
+            **base,
+            "data": {"data_dir": args.data_dir, "indices": english[: args.p10_queries]},
+            "judge": {**base["judge"], "cache": None},
+        }
+        wbray.evaluate({**big, "run": {"part_rows": 1}}, out=f"{tmp}/unbuffered", report=False)
+        wbray.evaluate(big, out=f"{tmp}/buffered", report=False)
+        before, after = _parts(f"{tmp}/unbuffered"), _parts(f"{tmp}/buffered")
+        p10_rows = len(big["data"]["indices"]) * 5
 
     result = {
         "verdicts": rows,
@@ -100,8 +114,11 @@ def main() -> int:
         "P9_ratio_warm_over_cold": round(warm / cold, 3),
         "P9_judge_calls_cold": cold_calls,
         "P9_judge_calls_warm": warm_calls,
-        "P10_parts_per_1000_rows_one_per_batch": round(1000 * before / rows, 1),
-        "P10_parts_per_1000_rows_buffered": round(1000 * after / rows, 1),
+        "P10_verdicts": p10_rows,
+        "P10_parts_unbuffered": before,
+        "P10_parts_buffered": after,
+        "P10_parts_per_1000_rows_unbuffered": round(1000 * before / p10_rows, 1),
+        "P10_parts_per_1000_rows_buffered": round(1000 * after / p10_rows, 1),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     Path(args.out).write_text(json.dumps(result, indent=2))

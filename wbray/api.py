@@ -547,7 +547,6 @@ def _report(
 
     from wbray.aggregate import aggregate, write_reports
     from wbray.pipelines import browse_in_cluster
-    from wbray.stats import bootstrap_cis
     from wbray.storage import read_evaluations, token_ledger
 
     # Only what the numbers need: no reasons, no raw replies cross into the driver.
@@ -569,16 +568,16 @@ def _report(
         )
         summary.browse = str(page["uri"])
         summary.flagged = {m: n for m, n in page["flagged"].items() if n}
-    intervals = None
-    if config.report.resamples:
-        intervals = bootstrap_cis(
-            evaluations,
-            bench.queries,
-            bench.requirements,
-            resamples=config.report.resamples,
-            seed=config.report.seed,
-        )
-    board = dataclasses.replace(board, notes=tuple(_report_notes(summary)), intervals=intervals)
+    intervals, comparisons, noise = _statistics(
+        evaluations, board, bench, resamples=config.report.resamples, seed=config.report.seed
+    )
+    board = dataclasses.replace(
+        board,
+        notes=tuple(_report_notes(summary)),
+        intervals=intervals,
+        comparisons=comparisons,
+        noise=noise,
+    )
     ledger = token_ledger(layout, summary.judge)
     summary.reports = [
         str(u) for u in write_reports(board, layout.report(summary.judge), ledger, layout.storage)
@@ -588,6 +587,50 @@ def _report(
     summary.leaderboard = board
     for model, n in summary.flagged.items():
         say(f"{model}: {n} answers flagged as addressing the judge (see browse.html; scores unchanged)")
+
+
+def _statistics(
+    evaluations: pd.DataFrame,
+    board: Leaderboard,
+    bench: Benchmark,
+    *,
+    resamples: int,
+    seed: int,
+    baseline: str | None = None,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]:
+    """``(intervals, comparisons, noise)``: what every report shows beside the means.
+
+    Bootstrap intervals and paired comparisons with the reference model when ``resamples`` > 0
+    (the reference is ``baseline``, else the leader); judge noise when some criterion was judged
+    more than once.
+
+    Raises:
+        ConfigError: ``baseline`` is not a model of the board.
+    """
+    import math
+
+    from wbray.stats import bootstrap_cis, comparisons_table, judge_noise
+
+    models = board.models
+    if baseline is not None and baseline not in models:
+        raise ConfigError(
+            f"baseline {baseline!r} is not a model of these results (models: {', '.join(models)})"
+        )
+    intervals = comparisons = noise = None
+    if resamples:
+        intervals = bootstrap_cis(
+            evaluations, bench.queries, bench.requirements, resamples=resamples, seed=seed
+        )
+        overall = [float(v) for v in board.official["Overall"]]
+        ranked = [
+            m for m, v in sorted(zip(models, overall, strict=True), key=lambda x: -x[1]) if not math.isnan(v)
+        ]
+        reference = baseline or (ranked[0] if ranked else None)
+        if reference is not None and len(models) > 1:
+            comparisons = comparisons_table(evaluations, reference, resamples=resamples, seed=seed)
+    if "repeat" in evaluations and len(evaluations) and int(evaluations["repeat"].max()) > 0:
+        noise = judge_noise(evaluations)
+    return intervals, comparisons, noise
 
 
 def _report_notes(summary: EvalSummary) -> list[str]:
@@ -628,6 +671,7 @@ def aggregate(
     resamples: int = 1000,
     seed: int = 0,
     out: str | None = None,
+    baseline: str | None = None,
 ) -> Aggregated:
     """The leaderboard of score files, export directories, runs or run prefixes (local or s3://).
 
@@ -643,6 +687,11 @@ def aggregate(
         resamples: Bootstrap resamples for the ``score ± half-width`` intervals.
         seed: The bootstrap's seed.
         out: Also write every report format under this directory or s3:// prefix.
+        baseline: The model every other is compared with (paired, on common queries); default the
+            leader.
+
+    Raises:
+        ConfigError: ``resamples`` is negative, or ``baseline`` names no model of the inputs.
     """
     import dataclasses
 
@@ -686,14 +735,12 @@ def aggregate(
                 builtin.append(run)
         if builtin:
             board_notes.append(f"{NOT_OFFICIAL_PROMPT} ({', '.join(builtin)})")
-    intervals = None
-    if resamples:
-        from wbray.stats import bootstrap_cis
-
-        intervals = bootstrap_cis(
-            loaded.evaluations, bench.queries, bench.requirements, resamples=resamples, seed=seed
-        )
-    board = dataclasses.replace(board, notes=tuple(board_notes), intervals=intervals)
+    intervals, comparisons, noise = _statistics(
+        loaded.evaluations, board, bench, resamples=resamples, seed=seed, baseline=baseline
+    )
+    board = dataclasses.replace(
+        board, notes=tuple(board_notes), intervals=intervals, comparisons=comparisons, noise=noise
+    )
     if out is not None:
         from wbray.aggregate import write_reports
 

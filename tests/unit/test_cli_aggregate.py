@@ -107,6 +107,7 @@ def test_coverage_on_every_report(tmp_path: Path, capsys: pytest.CaptureFixture[
         "Coverage",
         "Failures",
         "Intervals",
+        "Comparisons",
     ]
     # Upstream's sheet keeps upstream's columns exactly; the extra sheets carry coverage and status.
     assert [c.value for c in wb["Leaderboard"][1]] == list(pd.read_csv(out["csv"]).columns)

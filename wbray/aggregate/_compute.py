@@ -73,6 +73,10 @@ class Leaderboard:
             the official one, judge-cache hits, flagged answers).
         intervals: Bootstrap confidence intervals (``wbray.stats.bootstrap_cis``: model, scope,
             group, estimate, low, high, n_queries; 1-10 scale); reports then show ``score ± half-width``.
+        comparisons: Paired comparisons of every model with a reference model (the leader, or a
+            named baseline) on the queries both have (``wbray.stats.comparisons_table``; 1-10 scale).
+        noise: Judge noise per model and pooled, when the judge was asked more than once per
+            criterion (``wbray.stats.judge_noise``).
     """
 
     official: pd.DataFrame
@@ -83,6 +87,8 @@ class Leaderboard:
     no_data: frozenset[tuple[str, str]] = frozenset()
     notes: tuple[str, ...] = ()
     intervals: pd.DataFrame | None = None
+    comparisons: pd.DataFrame | None = None
+    noise: pd.DataFrame | None = None
 
     def half_width(self, model: str, scope: str, group: str) -> float | None:
         """The interval's half-width for one leaderboard cell (1-10 scale), when known."""

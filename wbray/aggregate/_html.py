@@ -11,7 +11,15 @@ from typing import Any
 import pandas as pd
 
 from wbray.aggregate._compute import LEADERBOARD_SCALE, Leaderboard
-from wbray.aggregate._report import coverage_note, coverage_table, summary_rows
+from wbray.aggregate._report import (
+    COMPARISONS_TEXT,
+    NOISE_TEXT,
+    comparison_rows,
+    coverage_note,
+    coverage_table,
+    noise_rows,
+    summary_rows,
+)
 from wbray.records import DOMAIN1_ORDER
 
 _PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC")
@@ -148,6 +156,12 @@ def to_html(
         "<h2>Failures</h2>",
         _table(list(board.failures.columns), board.failures.values.tolist()),
     ]
+    for title, text, (head, body) in (
+        ("Paired comparisons", COMPARISONS_TEXT, comparison_rows(board)),
+        ("Judge noise", NOISE_TEXT, noise_rows(board)),
+    ):
+        if body:
+            parts += [f"<h2>{title}</h2>", f"<p class='note'>{html.escape(text)}</p>", _table(head, body)]
     if ledger is not None and len(ledger):
         parts += ["<h2>Token ledger</h2>", _table(list(ledger.columns), ledger.values.tolist())]
     parts.append("</body></html>")

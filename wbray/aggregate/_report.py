@@ -22,6 +22,8 @@ SHEET_COVERAGE = "Coverage"
 SHEET_FAILURES = "Failures"
 SHEET_PER_QUERY = "Per query"
 SHEET_INTERVALS = "Intervals"
+SHEET_COMPARISONS = "Comparisons"
+SHEET_NOISE = "Judge noise"
 SHEET_NOTES = "Notes"
 #: Suffix of the per-query table written beside a workbook or report (``<stem>.per_query.parquet``).
 PER_QUERY_SUFFIX = ".per_query"
@@ -65,6 +67,10 @@ def write_xlsx(
         sheets.append(("Tokens", ledger))
     if board.intervals is not None and len(board.intervals):
         sheets.append((SHEET_INTERVALS, board.intervals))
+    if board.comparisons is not None and len(board.comparisons):
+        sheets.append((SHEET_COMPARISONS, board.comparisons))
+    if board.noise is not None and len(board.noise):
+        sheets.append((SHEET_NOISE, board.noise))
     if board.notes:
         sheets.append((SHEET_NOTES, pd.DataFrame({"Note": list(board.notes)})))
     if per_query_sheet:
@@ -156,6 +162,85 @@ def summary_rows(board: Leaderboard, short: bool = False) -> tuple[list[str], li
     return header, [rows[i] for i in order]
 
 
+def comparison_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """Each model against the reference (x10 scale): difference, 95% interval, p-value, queries.
+
+    Empty rows when the board holds no comparisons (a single model, or no bootstrap asked for).
+    """
+    header = ["Model", "vs", "Difference", "95% interval", "p-value", "Queries"]
+    t = board.comparisons
+    if t is None or t.empty:
+        return header, []
+    rows = []
+    for rec in t.to_dict("records"):
+        interval = (
+            "–" if math.isnan(float(rec["low"])) else f"[{_signed(rec['low'])}, {_signed(rec['high'])}]"
+        )
+        p = float(rec["p_value"])
+        rows.append(
+            [
+                str(rec["model"]),
+                str(rec["reference"]),
+                _signed(rec["difference"]),
+                interval,
+                "–" if math.isnan(p) else f"{p:.3g}",
+                str(int(rec["n_queries"])),
+            ]
+        )
+    return header, rows
+
+
+def _signed(value: Any) -> str:
+    v = float(value)
+    return "–" if math.isnan(v) else f"{v * LEADERBOARD_SCALE:+.2f}"
+
+
+def noise_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """Judge noise per model and pooled (1-10 scale); empty rows without repeated judging."""
+    header = [
+        "Model",
+        "Cells",
+        "Repeats",
+        "Judge SD",
+        "Query-score variance",
+        "Noise variance",
+        "Reliability",
+    ]
+    t = board.noise
+    if t is None or t.empty or not (t["cells"] > 0).any():
+        return header, []
+
+    def f(v: Any, digits: int = 3) -> str:
+        x = float(v)
+        return "–" if math.isnan(x) else f"{x:.{digits}f}"
+
+    rows = [
+        [
+            str(r["model"]),
+            str(int(r["cells"])),
+            f(r["repeats"], 2),
+            f(r["within_sd"]),
+            f(r["between_var"]),
+            f(r["noise_var"]),
+            f(r["reliability"]),
+        ]
+        for r in t.to_dict("records")
+    ]
+    return header, rows
+
+
+COMPARISONS_TEXT = (
+    "Each model minus the reference on the queries both have a score for: the difference of mean "
+    "query scores (x10), its 95% bootstrap interval (queries resampled) and the two-sided p-value "
+    "of a paired sign-flip test."
+)
+NOISE_TEXT = (
+    "The judge was asked more than once per criterion. Judge SD: the spread of one judge call around "
+    "its own average for a (query, criterion); reliability: the share of the query-score variance "
+    "that is not judge noise (1-10 scale)."
+)
+
+
 def coverage_note(board: Leaderboard) -> str | None:
     """One sentence naming the incomplete models, or None when every model is complete."""
     if not board.incomplete:
@@ -206,6 +291,14 @@ def to_markdown(board: Leaderboard, ledger: pd.DataFrame | None = None) -> str:
     lines.append("|---|" + "---:|" * (len(board.failures.columns) - 1))
     for rec in board.failures.itertuples(index=False):
         lines.append("| " + " | ".join(str(v) for v in rec) + " |")
+    for title, text, (head, body) in (
+        ("Paired comparisons", COMPARISONS_TEXT, comparison_rows(board)),
+        ("Judge noise", NOISE_TEXT, noise_rows(board)),
+    ):
+        if body:
+            lines += ["", f"## {title}", "", text, "", "| " + " | ".join(head) + " |"]
+            lines.append("|---|" + "---:|" * (len(head) - 1))
+            lines += ["| " + " | ".join(r) + " |" for r in body]
     if ledger is not None and len(ledger):
         lines += ["", "## Tokens", "", "| " + " | ".join(ledger.columns) + " |"]
         lines.append("|---|" + "---:|" * (len(ledger.columns) - 1))
@@ -261,6 +354,14 @@ def rich_tables(board: Leaderboard, limit: int | None = None) -> list[Any]:
             )
         for r in rows:
             table.add_row(*(r[i] for i in cols))
+        tables.append(table)
+    head, body = comparison_rows(board)
+    if body:
+        table = Table(title="Paired comparisons (x10; 95% interval, sign-flip p)")
+        for i, h in enumerate(head):
+            table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
+        for r in body[:limit] if limit is not None else body:
+            table.add_row(*r)
         tables.append(table)
     return tables
 

@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap (reproducible intervals).")
     p.add_argument(
+        "--baseline",
+        metavar="MODEL",
+        help="Compare every model with this one (paired, on the queries both have; default: the leader).",
+    )
+    p.add_argument(
         "--out",
         help="Write every report (xlsx, per-query parquet, md, csv, html) under this directory or "
         "s3:// prefix.",
@@ -98,6 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         dedupe=args.dedupe,
         resamples=args.resamples,
         seed=args.seed,
+        baseline=args.baseline,
     )
     board, ledger = built.board, built.ledger
     from rich.console import Console

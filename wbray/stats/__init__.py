@@ -15,17 +15,26 @@ from wbray.stats._bootstrap import (
 )
 from wbray.stats._format import format_ci, half_width
 from wbray.stats._noise import NOISE_COLUMNS, judge_noise
-from wbray.stats._paired import PairedComparison, compare_models, paired_difference, sign_flip_p_value
+from wbray.stats._paired import (
+    COMPARISON_COLUMNS,
+    PairedComparison,
+    compare_models,
+    comparisons_table,
+    paired_difference,
+    sign_flip_p_value,
+)
 from wbray.stats._units import query_scores
 
 __all__ = [
     "CI_COLUMNS",
+    "COMPARISON_COLUMNS",
     "NOISE_COLUMNS",
     "SCOPES",
     "PairedComparison",
     "bootstrap_cis",
     "cluster_bootstrap",
     "compare_models",
+    "comparisons_table",
     "format_ci",
     "group_seed",
     "half_width",

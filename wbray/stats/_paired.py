@@ -15,7 +15,7 @@ import pandas as pd
 
 from wbray.errors import WbrayError
 from wbray.stats._bootstrap import resample_counts
-from wbray.stats._units import query_scores
+from wbray.stats._units import model_order, query_scores
 
 #: Up to this many paired queries the sign-flip test enumerates every sign pattern (2**16 = 65,536).
 EXACT_MAX_N = 16
@@ -201,3 +201,73 @@ def compare_models(
         confidence=confidence,
         seed=seed,
     )
+
+
+#: Columns of :func:`comparisons_table` (1-10 scale).
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "model",
+    "reference",
+    "n_queries",
+    "mean",
+    "reference_mean",
+    "difference",
+    "low",
+    "high",
+    "p_value",
+    "test",
+)
+
+
+def comparisons_table(
+    evaluations: pd.DataFrame,
+    reference: str,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every other model against ``reference`` (model minus reference), each on the queries both
+    have a score for: what a report shows under its leaderboard.
+
+    One model against one reference, not all pairs: N - 1 comparisons stay cheap at hundreds of
+    models, and the question a leaderboard reader asks is "is this gap to the top (or to my
+    baseline) real?". Query scores are computed once for all comparisons.
+
+    Returns:
+        One row per other model (first-appearance order), :data:`COMPARISON_COLUMNS`; empty when the
+        reference has no ok evaluation.
+    """
+    qs = query_scores(evaluations)
+    by_model = {str(m): g.set_index("index")["score"] for m, g in qs.groupby("model", sort=False)}
+    rows = []
+    ref = by_model.get(reference)
+    if ref is not None:
+        for model in model_order(evaluations):
+            if model == reference or model not in by_model:
+                continue
+            mine = by_model[model]
+            common = mine.index.intersection(ref.index).sort_values()
+            c = paired_difference(
+                mine.loc[common].to_numpy(),
+                ref.loc[common].to_numpy(),
+                model_a=model,
+                model_b=reference,
+                resamples=resamples,
+                confidence=confidence,
+                seed=seed,
+            )
+            rows.append(
+                (
+                    model,
+                    reference,
+                    c.n_queries,
+                    c.mean_a,
+                    c.mean_b,
+                    c.difference,
+                    c.low,
+                    c.high,
+                    c.p_value,
+                    c.test,
+                )
+            )
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
