@@ -23,6 +23,7 @@ from wbray.records import Criterion, Query, RequirementSubset
 from wbray.stats import (
     bootstrap_cis,
     compare_models,
+    comparisons_table,
     format_ci,
     judge_noise,
     paired_difference,
@@ -358,3 +359,29 @@ def test_query_scores_exclude_failures() -> None:
 )
 def test_format_ci(args: tuple, kwargs: dict, text: str) -> None:
     assert format_ci(*args, **kwargs) == text
+
+
+def test_every_model_against_one_equals_comparing_each_pair() -> None:
+    """The report's table (draws shared between comparisons of one size) gives exactly what
+    comparing each pair on its own gives."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for model in ("ref", "x", "y"):
+        for index in range(1, 41):
+            if model == "y" and index == 7:
+                continue  # y misses a query: compared on 39
+            rows.append(_row(model, index, "c1", float(rng.integers(1, 11))))
+    table = pd.DataFrame(rows)
+    out = comparisons_table(table, "ref", resamples=300, seed=5).set_index("model")
+    assert list(out.index) == ["x", "y"] and set(out["reference"]) == {"ref"}
+    for model in ("x", "y"):
+        alone = compare_models(table, model, "ref", resamples=300, seed=5)
+        got = out.loc[model]
+        assert got["n_queries"] == alone.n_queries == (40 if model == "x" else 39)
+        assert (got["difference"], got["low"], got["high"], got["p_value"]) == (
+            alone.difference,
+            alone.low,
+            alone.high,
+            alone.p_value,
+        )
+    assert comparisons_table(table, "nobody", resamples=10).empty

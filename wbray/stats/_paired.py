@@ -107,8 +107,12 @@ def paired_difference(
     resamples: int = 10000,
     confidence: float = 0.95,
     seed: int = 0,
+    draws: np.ndarray | None = None,
 ) -> PairedComparison:
     """Compare two aligned arrays of per-query scores (same query at the same position).
+
+    ``draws`` may pass ``resample_counts(len(a), resamples, seed)`` computed once for many
+    comparisons of the same size (it is most of a comparison's cost).
 
     The interval is a percentile bootstrap over queries (the draws of
     :func:`~wbray.stats.resample_counts` with ``seed``); the p-value comes from
@@ -134,7 +138,8 @@ def paired_difference(
     d = a - b
     low = high = math.nan
     if resamples > 0:
-        draws = resample_counts(n, resamples, seed)
+        if draws is None:
+            draws = resample_counts(n, resamples, seed)
         boot = (draws @ d) / n
         alpha = (1.0 - confidence) / 2.0
         low, high = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
@@ -241,12 +246,16 @@ def comparisons_table(
     by_model = {str(m): g.set_index("index")["score"] for m, g in qs.groupby("model", sort=False)}
     rows = []
     ref = by_model.get(reference)
+    draws: dict[int, np.ndarray] = {}  # by number of common queries: usually one size for all
     if ref is not None:
         for model in model_order(evaluations):
             if model == reference or model not in by_model:
                 continue
             mine = by_model[model]
             common = mine.index.intersection(ref.index).sort_values()
+            n = len(common)
+            if resamples > 0 and n and n not in draws:
+                draws[n] = resample_counts(n, resamples, seed)
             c = paired_difference(
                 mine.loc[common].to_numpy(),
                 ref.loc[common].to_numpy(),
@@ -255,6 +264,7 @@ def comparisons_table(
                 resamples=resamples,
                 confidence=confidence,
                 seed=seed,
+                draws=draws.get(n),
             )
             rows.append(
                 (
