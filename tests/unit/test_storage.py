@@ -214,3 +214,33 @@ def test_verdicts_on_superseded_answers_are_left_out(tmp_path: Path) -> None:
     assert "gen_row_id" not in current.columns  # read for the filter, not handed on
     assert sorted(read_evaluations(layout, "j", indices={2}, columns=cols)["row_id"]) == ["o-2"]
     assert sorted(read_evaluations(layout, "j", models=["m"], columns=cols)["row_id"]) == ["s-new"]
+
+
+def test_a_sealed_stage_with_a_row_written_twice_still_reads_it_once(tmp_path: Path) -> None:
+    """The commit marker says whether its parts hold each row id once; only then do readers skip
+    de-duplication. A batch written twice (a retried task) and a marker from before the flag
+    existed are both read one row per id."""
+    import json
+
+    layout = RunLayout.at(str(tmp_path / "run"))
+    write_scores(layout, "j", "clean", [{**_score("a"), "model": "clean"}, {**_score("b"), "model": "clean"}])
+    write_scores(layout, "j", "twice", [{**_score("x"), "model": "twice"}, {**_score("y"), "model": "twice"}])
+    write_scores(layout, "j", "twice", [{**_score("y", 7.0), "model": "twice"}])  # y again, another part
+    commit_stage(layout.scores("j", "clean"))
+    commit_stage(layout.scores("j", "twice"))
+    markers = {
+        m: json.loads(Path(layout.scores("j", m), "_COMMITTED.json").read_text()) for m in ("clean", "twice")
+    }
+    assert markers["clean"]["unique"] is True and markers["twice"]["unique"] is False
+    cols = ["row_id", "model", "score"]
+    rows = read_evaluations(layout, "j", columns=cols)
+    assert sorted(rows["row_id"]) == ["a", "b", "x", "y"]  # y once
+    # Only clean stages: read straight, still one row each, columns as asked.
+    only_clean = RunLayout.at(str(tmp_path / "run2"))
+    write_scores(only_clean, "j", "clean", [{**_score("a"), "model": "clean"}])
+    commit_stage(only_clean.scores("j", "clean"))
+    assert list(read_evaluations(only_clean, "j", columns=["model", "score"]).columns) == ["model", "score"]
+    # A marker written before the flag (no "unique"): de-duplicated as before.
+    marker = Path(layout.scores("j", "twice"), "_COMMITTED.json")
+    marker.write_text(json.dumps({"parts": markers["twice"]["parts"]}))
+    assert sorted(read_evaluations(layout, "j", columns=cols)["row_id"]) == ["a", "b", "x", "y"]

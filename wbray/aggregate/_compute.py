@@ -317,11 +317,17 @@ def aggregate(
     )
     mq = _key(m, n_q, q)
     # Which line of a repeated index is current (the last), and where the query sits (its first line).
-    last = np.full(n_m * n_q, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last, mq, occ)
-    first = np.full(n_m * n_q, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, mq, occ)
-    repeated = (first != last)[mq]
+    if occ.size == 0 or occ.min() == occ.max():
+        # Runs (and files without repeated indices read as one occurrence): nothing to resolve,
+        # and the ufunc.at passes below are the slowest lines of this function.
+        first = np.full(n_m * n_q, occ[0] if occ.size else 0, dtype=np.int64)
+        repeated = np.zeros(mq.size, dtype=bool)
+    else:
+        last = np.full(n_m * n_q, np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(last, mq, occ)
+        first = np.full(n_m * n_q, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, mq, occ)
+        repeated = (first != last)[mq]
     if repeated.any():
         cur = ~repeated | (occ == last[mq])
         mq_cur, p_cur, s_cur, m_cur = mq[cur], p[cur], s[cur], m[cur]
