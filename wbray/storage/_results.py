@@ -215,6 +215,21 @@ def _read_rows(
     return table
 
 
+def _keep_current(table: pa.Table, current: Mapping[str, frozenset[str]], id_column: str) -> pa.Table:
+    """Rows of models without a current list, and rows whose ``id_column`` (the answer's id) is
+    in their model's list. Columnar: one hash-set lookup per model, no per-row Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = None
+    ids_col = table[id_column]
+    for model, ids in current.items():
+        answered = pc.is_in(ids_col, value_set=pa.array(sorted(ids), ids_col.type))
+        fresh = pc.or_(pc.not_equal(table["model"], model), answered)
+        keep = fresh if keep is None else pc.and_(keep, fresh)
+    return table if keep is None else table.filter(pc.fill_null(keep, True))
+
+
 def read_generations(
     layout: RunLayout,
     columns: list[str] | None = None,
@@ -229,14 +244,12 @@ def read_generations(
     current = current_generations(layout) if current_only else {}
     if not current:
         return _read_rows(layout.generations_root, columns, committed_only, layout.storage)
-    import pyarrow as pa
 
     wanted = None if columns is None else list(dict.fromkeys([*columns, "row_id", "model"]))
     table = _read_rows(layout.generations_root, wanted, committed_only, layout.storage)
     if table is None:
         return None
-    pairs = zip(table["model"].to_pylist(), table["row_id"].to_pylist(), strict=True)
-    table = table.filter(pa.array([m not in current or r in current[m] for m, r in pairs]))
+    table = _keep_current(table, current, "row_id")
     return table if columns is None else table.select(columns)
 
 
@@ -317,14 +330,7 @@ def read_evaluations(
         return pd.DataFrame(columns=wanted)
     if current:
         # Verdicts on superseded answers (an older config or response file) are not the model's.
-        # Columnar: one hash-set lookup per model, no per-row Python at a million rows.
-        keep = None
-        gen_ids = table["gen_row_id"]
-        for model, ids in current.items():
-            answered = pc.is_in(gen_ids, value_set=pa.array(sorted(ids), gen_ids.type))
-            fresh = pc.or_(pc.not_equal(table["model"], model), answered)
-            keep = fresh if keep is None else pc.and_(keep, fresh)
-        table = table.filter(pc.fill_null(keep, True))
+        table = _keep_current(table, current, "gen_row_id")
     if indices is not None:
         chosen = pa.array(sorted(indices), table["index"].type)
         table = table.filter(pc.is_in(table["index"], value_set=chosen))
