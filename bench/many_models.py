@@ -59,6 +59,14 @@ def _loads(root: str) -> int:
     return sum(p.engine_loads or 0 for p in manifest.last.pools)
 
 
+def _verdicts(root: str) -> dict[tuple[str, int, str], tuple[Any, Any]]:
+    """(model, index, criterion) -> (score, reason) of a run's verdicts."""
+    from wbray.storage import RunLayout, read_evaluations
+
+    table = read_evaluations(RunLayout.at(root))
+    return {(r.model, int(r.index), r.criterion): (r.score, r.reason) for r in table.itertuples(index=False)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--candidates", type=int, default=4)
@@ -81,16 +89,22 @@ def main() -> int:
 
         t0 = time.perf_counter()
         single_loads = 0
+        single_verdicts: dict[tuple[str, int, str], tuple[Any, Any]] = {}
         for name in names:
             root = f"{tmp}/single-{name}"
             wbray.evaluate(_config(model_dir, [name], indices), out=root, report=False)
             single_loads += _loads(root)
         singles = time.perf_counter() - t0
+        for name in names:  # read after the clock stops
+            single_verdicts.update(_verdicts(f"{tmp}/single-{name}"))
 
         t0 = time.perf_counter()
         wbray.evaluate(_config(model_dir, names, indices), out=f"{tmp}/one", report=False)
         one = time.perf_counter() - t0
         one_loads = _loads(f"{tmp}/one")
+        one_verdicts = _verdicts(f"{tmp}/one")
+    # Greedy candidates and judge: the one run must hold the very verdicts of the single runs.
+    same = sum(one_verdicts.get(key) == value for key, value in single_verdicts.items())
 
     result = {
         "candidates": args.candidates,
@@ -101,6 +115,7 @@ def main() -> int:
         "P8_ratio_one_over_singles": round(one / singles, 3),
         "engine_loads_singles": single_loads,
         "engine_loads_one_run": one_loads,
+        "verdicts_equal_to_singles": f"{same} of {len(single_verdicts)} ({len(one_verdicts)} in the one run)",
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -15,25 +15,36 @@ import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wbray import __version__
-from wbray.config import WbrayConfig, content_hash, dump_config, load_config
 from wbray.errors import ConfigError, WbrayError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from wbray.aggregate import Leaderboard
+    from wbray.config import WbrayConfig
     from wbray.dataset import Benchmark
     from wbray.pipelines import Execution, ProgressCallback, RunPlan
     from wbray.prompts import JudgeTemplate
     from wbray.steps.imported import Imported
     from wbray.storage import RunLayout, RunManifest
 
-ConfigSource = WbrayConfig | str | Path | Mapping[str, Any]
+if TYPE_CHECKING:
+    ConfigSource = WbrayConfig | str | Path | Mapping[str, Any]
+
+
+def __getattr__(name: str) -> Any:
+    # The config schema (pydantic, ~0.15 s to build) loads on first use, not with this module:
+    # `wbray aggregate` starts decoding score files right after importing it (BENCHMARKS P3a).
+    if name == "ConfigSource":
+        from wbray.config import WbrayConfig
+
+        return WbrayConfig | str | Path | Mapping[str, Any]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Said at start and written on every report when the judge prompt is wbray's own wording.
 NOT_OFFICIAL_PROMPT = (
@@ -88,6 +99,8 @@ def load(
     ``data_dir`` and ``limit`` are set as values after loading (not as YAML overrides), so a
     directory named ``2024`` or ``yes`` stays a path.
     """
+    from wbray.config import WbrayConfig, load_config
+
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     if isinstance(config, WbrayConfig):
@@ -186,6 +199,8 @@ def judge_template_for(config: WbrayConfig, bench: Benchmark) -> JudgeTemplate:
 
 
 def _packages() -> dict[str, str]:
+    from importlib import metadata
+
     out = {"python": platform.python_version(), "wbray": __version__}
     for name in ("ray", "pyarrow", "pandas", "torch", "transformers", "xgrammar", "vllm", "openai"):
         try:
@@ -373,6 +388,7 @@ def _start_manifest(
     started: float,
     generate: bool,
 ) -> RunManifest:
+    from wbray.config import content_hash, dump_config
     from wbray.pipelines import generation_pool
     from wbray.steps import generation_identity, judge_identity
     from wbray.storage import DataInfo, RunManifest, TemplateInfo, read_manifest

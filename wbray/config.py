@@ -136,7 +136,10 @@ class TransformersEngineConfig(_Identified):
 
     # Padding can shift logits in the last bits, but wbray treats batching as a resource: the
     # same model, dtype and sampling name the same rows however they were batched.
-    identity_exempt: ClassVar[frozenset[str]] = frozenset({"batch_size", "torch_threads"})
+    # The prefix cache is a resource too: a reply does not depend on what the cache held (blocks
+    # are computed from the same inputs either way), and on/off only moves logits in the last bits,
+    # as batching does.
+    identity_exempt: ClassVar[frozenset[str]] = frozenset({"batch_size", "torch_threads", "prefix_cache_mb"})
 
     backend: Literal["transformers"] = Field("transformers", description="Backend name.")
     model: str = Field(
@@ -151,6 +154,14 @@ class TransformersEngineConfig(_Identified):
     batch_size: int = Field(4, ge=1, description="Sequences per generate() call (left-padded).")
     torch_threads: int | None = Field(
         None, ge=1, description="torch threads per actor; default: the CPUs the actor reserves."
+    )
+    prefix_cache_mb: int = Field(
+        1024,
+        ge=0,
+        description=(
+            "Memory for the key/value states of prompt prefixes reused across requests (prompts decoded "
+            "one per generate() call, e.g. a judge with batch_size 1); 0 turns it off."
+        ),
     )
 
 

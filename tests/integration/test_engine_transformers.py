@@ -193,3 +193,36 @@ def test_generate_after_close_raises(smollm2_dir: Path) -> None:
     asyncio.run(engine.close())
     with pytest.raises(WbrayError, match="after close"):
         asyncio.run(engine.generate([ChatRequest(_chat("Hi"))], SamplingParams(max_tokens=4)))
+
+
+def test_prefix_cache_reuses_shared_prompt_starts_and_replies_do_not_depend_on_it(smollm2_dir: Path) -> None:
+    from wbray.dataset import load_benchmark
+    from wbray.prompts import load_judge_template, render_judge_messages
+
+    # Real judge prompts: one query and criterion, three candidates' answers. Everything before
+    # the answer (instructions, criterion, query) is the same in all three.
+    query = load_benchmark("example").queries[0]
+    template = load_judge_template(None)
+    criterion = dict(query.checklist[0].item)
+    requests = [
+        ChatRequest(render_judge_messages(template, query.query, criterion, answer))
+        for answer in ("A short answer.", "Another, quite different answer.", "A third one.")
+    ]
+    sampling = SamplingParams(temperature=0, max_tokens=6)
+    engine = create_engine(TransformersEngineConfig(model=str(smollm2_dir), batch_size=1))
+    assert isinstance(engine, TransformersEngine)
+    try:
+        cold = _run(engine, requests, sampling)
+        reused, computed = engine.prefix_stats
+        prompt_tokens = sum(c.prompt_tokens for c in cold)
+        assert reused + computed == prompt_tokens
+        # The second and third prompts take the shared start (several 128-token blocks) from the store.
+        assert reused >= 2 * 4 * 128, engine.prefix_stats
+        warm = _run(engine, requests, sampling)
+        reused_again = engine.prefix_stats[0] - reused
+        # Asked again: every full block of every prompt is found, and the replies are the same ones.
+        assert reused_again == sum((c.prompt_tokens - 1) // 128 * 128 for c in cold)
+        assert [c.text for c in warm] == [c.text for c in cold]
+        assert all(c.status == "ok" and c.text for c in cold)
+    finally:
+        asyncio.run(engine.close())

@@ -154,3 +154,59 @@ def test_bf16_on_a_cpu_without_bf16_is_warned(
     with caplog.at_level("WARNING", logger="wbray.engines._transformers"):
         assert _transformers.TransformersEngine._pick_dtype("bfloat16", "cpu") is torch.bfloat16
     assert "float32" in caplog.text
+
+
+class _States:
+    """Stands in for a tensor: the prefix store only reads ``nbytes``."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+
+
+def _block_states(nbytes: int = 50) -> tuple[tuple[Any, Any], ...]:
+    return ((_States(nbytes), _States(nbytes)),)  # one layer's keys and values: 100 bytes
+
+
+def test_prefix_keys_cover_full_blocks_and_leave_a_token_for_generate() -> None:
+    store = _transformers.PrefixCache(budget_bytes=10_000, block=4)
+    assert len(store.keys(list(range(8)))) == 1  # 8 tokens: one full block, the rest left to generate
+    assert len(store.keys(list(range(9)))) == 2
+    assert store.keys([1, 2, 3]) == []
+    a, b = store.keys([1, 2, 3, 4, 5, 6, 7, 8, 9]), store.keys([1, 2, 3, 4, 5, 6, 7, 0, 9])
+    assert a[0] == b[0] and a[1] != b[1]  # a block's key is its whole prefix, exactly
+
+
+def test_prefix_reuse_stops_at_the_first_missing_block() -> None:
+    store = _transformers.PrefixCache(budget_bytes=10_000, block=2)
+    keys = store.keys([5, 6, 7, 8, 9, 10, 11])  # three blocks
+    first, third = _block_states(), _block_states()
+    store.put(keys[0], first)
+    store.put(keys[2], third)  # stored, but unreachable without the second block
+    assert store.reusable(keys) == [first]
+    store.put(keys[1], _block_states())
+    assert len(store.reusable(keys)) == 3
+    assert store.reusable(store.keys([4, 6, 7, 8, 9])) == []  # a different first token shares nothing
+
+
+def test_prefix_store_keeps_its_budget_and_evicts_tails_before_shared_starts() -> None:
+    store = _transformers.PrefixCache(budget_bytes=300, block=2)  # three blocks of 100 bytes
+    shared = [1, 2]
+    one, two = store.keys([*shared, 3, 4, 0]), store.keys([*shared, 5, 6, 0])
+    for keys in (one, two):
+        for key in keys:
+            store.put(key, _block_states())
+        store.touch(keys)
+    assert store.bytes == 300 and len(store.reusable(two)) == 2
+    # A third prompt needs room: the least recent block goes, which is the first prompt's tail,
+    # not the start every prompt shares (touched last, deepest first).
+    three = store.keys([*shared, 7, 8, 0])
+    store.put(three[1], _block_states())
+    assert store.bytes == 300
+    assert len(store.reusable(one)) == 1 and len(store.reusable(three)) == 2
+    store.put(store.keys([9, 9, 0])[0], _block_states(nbytes=1_000))  # larger than the whole budget
+    assert store.bytes == 300
+
+
+def test_prefix_cache_is_a_resource_not_part_of_the_row_identity() -> None:
+    assert "prefix_cache_mb" in TransformersEngineConfig.identity_exempt
+    assert TransformersEngineConfig().prefix_cache_mb > 0  # on by default

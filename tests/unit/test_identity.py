@@ -47,6 +47,7 @@ TABLE: dict[type, dict[str, tuple[Any, bool] | None]] = {
         "device": ("cpu", CHANGES),
         "batch_size": (32, SAME),
         "torch_threads": (2, SAME),
+        "prefix_cache_mb": (0, SAME),
     },
     OpenAIEngineConfig: {
         "backend": None,

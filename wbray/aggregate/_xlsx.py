@@ -162,7 +162,8 @@ def write_workbook(path: str | Path, sheets: Sequence[tuple[str, pd.DataFrame]])
     if bad or len(set(names)) != len(names):
         raise ValueError(f"invalid or repeated sheet names: {names}")
     n = range(1, len(sheets) + 1)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+    # Level 1: the sheets are small, repetitive XML; level 6 took 3x the time for ~25% fewer bytes.
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         z.writestr(
             "[Content_Types].xml", _CONTENT_TYPES.format(sheets="".join(_SHEET_TYPE.format(n=i) for i in n))
         )

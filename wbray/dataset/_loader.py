@@ -14,6 +14,7 @@ from wbray._jsonl import git_blob_sha1
 from wbray.errors import DataError, DataNotFoundError, WbrayError
 from wbray.records import DOMAIN1_ORDER, LANGS, Query, RequirementSubset
 
+from . import _cache
 from ._download import default_download_dir, has_complete_download
 from ._layout import EXPECTED_FILES_HINT, detect_layout
 from ._validate import check_file, scan_layout
@@ -234,14 +235,23 @@ def load_benchmark(data_dir: str | Path | None = None) -> Benchmark:
     layout = detect_layout(root)
     if layout is None:  # pragma: no cover - resolve_data_dir checked it
         raise DataNotFoundError(f"{root}: not a WritingBench data directory ({EXPECTED_FILES_HINT})")
-    scan = scan_layout(layout)
-    if scan.defects:
-        raise DataError(scan.defects)
-    assert scan.queries is not None  # resolve_data_dir checked the query file exists
+    stamp = _cache.file_stamp(layout)
+    cached = _cache.load_cached(layout, stamp)
+    if cached is not None:
+        queries, requirements, data_version = cached
+    else:
+        scan = scan_layout(layout)
+        if scan.defects:
+            raise DataError(scan.defects)
+        assert scan.queries is not None  # resolve_data_dir checked the query file exists
+        queries = tuple(r.query for r in scan.queries.rows)
+        requirements = scan.requirements
+        data_version = git_blob_sha1(scan.queries.data)[:12]
+        _cache.store(layout, stamp, queries, requirements, data_version)
     return Benchmark(
         root=root,
         is_example=root == example_dir(),
-        queries=tuple(r.query for r in scan.queries.rows),
-        requirements=scan.requirements,
-        data_version=git_blob_sha1(scan.queries.data)[:12],
+        queries=queries,
+        requirements=requirements,
+        data_version=data_version,
     )
