@@ -11,6 +11,10 @@ included (24/24 valid judge replies at T=1.0 and T=2.0), with 0.01–0.04 s over
 first-call cost; it is Apache-2.0. lm-format-enforcer does not import under transformers 5 and
 ignores min/max; outlines' default backend ignores min/max too.
 
+A request decoded alone (a chunk of one row, e.g. a judge with ``batch_size: 1``) goes through the
+:class:`PrefixCache`: the prompt blocks it shares with earlier prompts (the judge instructions; the
+criterion and query that every candidate's answer is judged under) are not computed again.
+
 torch, transformers and xgrammar are imported inside the factory and the methods, never at module
 import, so that ``import wbray.engines`` stays cheap.
 """
@@ -328,7 +332,10 @@ class TransformersEngine:
             return None
         # Only plain full-attention layers: a sliding-window layer drops old states as it grows, so
         # blocks stored from it would not be the states a longer prompt needs.
-        layers = DynamicCache(config=model.config).layers
+        try:
+            layers = DynamicCache(config=model.config).layers
+        except Exception:  # a config transformers cannot lay a cache out for: no reuse, no harm
+            layers = []
         if not layers or any(type(layer) is not DynamicLayer for layer in layers):
             logger.info("transformers engine: prefix cache off (the model's cache is not full attention)")
             return None
