@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 FORMAT = 1
 
 
-def _stamp(layout: Layout) -> list[Any]:
+def file_stamp(layout: Layout) -> list[Any]:
+    """The layout's files' current sizes, mtimes and inodes (what an entry must match)."""
     stamp: list[Any] = []
     for path in layout.all_files():
         try:
@@ -140,8 +141,3 @@ def store(
             raise
     except OSError as exc:
         logger.debug("benchmark cache: cannot write %s (%s)", path, exc)
-
-
-def file_stamp(layout: Layout) -> list[Any]:
-    """The layout's files' current sizes, mtimes and inodes (what an entry must match)."""
-    return _stamp(layout)
